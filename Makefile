@@ -1,0 +1,39 @@
+# proute — run `make help` for the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Nothing reaches the internet at run time: models load from installed packages, W&B
+# logs offline unless you set WANDB_MODE=online with an API key.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export WANDB_MODE ?= offline
+export DGLBACKEND := pytorch
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-full data-summary clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv with the pinned CPU stack and proute (editable, dev extras)
+
+$(STAMP): requirements/constraints.txt setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q \
+		-c requirements/constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+test: install ## fast tests (not marked slow)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-full: install ## all tests, slow ones included
+	$(BIN)/python -m pytest -q
+
+data-summary: install ## summarise the default dataset (users, queries, splits, best LLMs)
+	$(BIN)/python -m proute.data
+
+clean: ## remove outputs and caches (keeps .venv)
+	rm -rf outputs multirun .cache .pytest_cache

@@ -1,0 +1,100 @@
+"""From configs to a validated, user-level, split routing table with text embeddings.
+
+``reader → users → split → validate → (encode)``; each step is a Hydra-instantiated object
+(``dataset``, ``users``, ``split``, ``encoder`` config groups).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from proute.data.splits import check_query_disjoint
+from proute.data.table import USER_COLUMN, RoutingData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """A routing dataset ready for graph construction.
+
+    ``query_ids`` lists the distinct query ids, row-aligned with ``query_emb``;
+    ``task_emb`` is row-aligned with ``data.tasks.index`` and ``llm_emb`` with
+    ``data.llms.index``. Embeddings are ``None`` when loaded without an encoder.
+    """
+
+    data: RoutingData
+    query_ids: list[str]
+    query_emb: np.ndarray | None = None
+    task_emb: np.ndarray | None = None
+    llm_emb: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.data.table
+
+    def query_embedding_dict(self) -> dict[str, np.ndarray]:
+        assert self.query_emb is not None, "loaded without an encoder"
+        return dict(zip(self.query_ids, self.query_emb))
+
+
+def prepare(
+    reader: Callable[[], RoutingData] | RoutingData,
+    users: Callable[[RoutingData], RoutingData] | None,
+    split: Callable[[RoutingData], RoutingData] | None,
+    encoder: Any | None = None,
+) -> PreparedData:
+    """Run the pipeline. ``reader`` is a zero-argument callable or a ready RoutingData."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data = reader() if callable(reader) else reader
+    timings["read"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    if users is not None:
+        data = users(data)
+    elif "reward" not in data.table.columns:
+        data.table = data.table.assign(reward=data.table["performance"].astype(float))
+    if split is not None:
+        data = split(data)
+    table = data.table.reset_index(drop=True)
+    if USER_COLUMN in table.columns:
+        table = table.sort_values([USER_COLUMN, "query_id", "llm"], kind="stable",
+                                  ignore_index=True)
+    # Keep only the LLMs and tasks the table refers to, in the LLM/task table's order.
+    llms = data.llms[data.llms.index.isin(set(table["llm"]))]
+    tasks = data.tasks[data.tasks.index.isin(set(table["task"]))]
+    data = RoutingData(table, llms, tasks, data.name, data.meta).validate()
+    if "split" in data.table.columns:
+        check_query_disjoint(data.table, data.name)
+    timings["users_split_validate"] = time.perf_counter() - t
+
+    query_ids = list(pd.unique(data.table["query_id"].astype(str)))
+    prepared = PreparedData(data, query_ids, timings=timings)
+    if encoder is not None:
+        t = time.perf_counter()
+        texts = data.table.drop_duplicates("query_id").set_index("query_id")["query"]
+        prepared.query_emb = encoder.encode([texts[q] for q in query_ids])
+        prepared.task_emb = encoder.encode(list(tasks["description"]))
+        prepared.llm_emb = encoder.encode(list(llms["description"]))
+        timings["encode"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    return prepared
+
+
+def prepare_from_config(cfg, encode: bool = True) -> PreparedData:
+    """Instantiate ``cfg.dataset``/``users``/``split``/``encoder`` and run :func:`prepare`."""
+    from hydra.utils import instantiate
+
+    reader = instantiate(cfg.dataset, _partial_=True)
+    users = instantiate(cfg.users) if cfg.get("users") is not None else None
+    split = instantiate(cfg.split) if cfg.get("split") is not None else None
+    encoder = instantiate(cfg.encoder) if encode and cfg.get("encoder") is not None else None
+    return prepare(reader, users, split, encoder)
