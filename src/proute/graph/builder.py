@@ -1,0 +1,558 @@
+"""Build the heterogeneous routing graph from a routing table.
+
+Node types
+    ``user``   one node per user (absent with ``user_nodes=False``);
+    ``query``  one node per (user_id, query_id) pair: the graph is *expanded per user*, so the
+               same query text asked by two users is two query nodes, each linked to its own
+               user (with ``user_nodes=False``: one node per query_id, shared by all users);
+    ``task``   one node per task (absent with ``task_nodes=False``);
+    ``llm``    one node per candidate LLM.
+
+Edge types (each with its reverse type)
+    ``('query', 'answered_by', 'llm')`` / ``('llm', 'answers', 'query')``: the *outcome*
+        edges, one per observed (query node, llm) of a **train** query node, with edge data
+        ``feat`` of shape ``[E, edge_dim]`` (see :func:`build_graph`). Edge ``i`` of both
+        types is the same (query node, llm) pair: ``edge_query[i]``, ``edge_llm[i]``; edges
+        are sorted by query node, then LLM index.
+    ``('user', 'asks', 'query')`` / ``('query', 'asked_by', 'user')``;
+    ``('task', 'contains', 'query')`` / ``('query', 'belongs_to', 'task')``;
+    ``('llm', 'same_family', 'llm')`` between distinct LLMs of one family listed in
+        ``llm_family`` (only present when there is at least one such pair).
+
+Unobserved (val/test) query nodes are **receivers only**: they get ``asks`` and
+``contains`` edges but no outcome edges and no ``asked_by``/``belongs_to`` edges, so no
+unobserved query influences any other node. The representation of a new query therefore
+depends only on cached user/task/LLM states (see
+:meth:`proute.models.HeteroGNNEncoder.encode_new_queries`).
+
+There are no self-loop relations: the encoder adds an explicit per-node-type self term.
+
+Embeddings (``query_emb``, ``task_emb``, ``llm_emb``) are each either a mapping
+``{id: 1-D array}`` or a pair ``(ids, matrix)`` with ``matrix[i]`` the vector of
+``ids[i]``. Extra ids are ignored; a missing id raises :class:`~proute.data.table.DataError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from proute._deps import import_dgl
+from proute.data.table import DataError, SPLITS, guess_family
+
+dgl = import_dgl()
+
+OUTCOME_ETYPES = ("answered_by", "answers")
+EDGE_FEATURES = ("reward", "performance")
+USER_FEATURES = ("learned", "onehot", "history")
+_SPLIT_RANK = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass
+class RoutingGraph:
+    """A routing graph with its id maps and the dense supervision layout.
+
+    Attributes
+    ----------
+    graph:
+        The :class:`dgl.DGLHeteroGraph` (node data ``feat`` on query, task, llm nodes and,
+        with ``user_features="history"``, on user nodes; edge data ``feat`` on the two
+        outcome relations).
+    users, llms, tasks:
+        Id maps: node ``i`` of type ``user`` is ``users[i]``, etc. ``users`` is kept even
+        when the graph has no user nodes (``has_users=False``), for :attr:`pairs`.
+    query_nodes:
+        One row per query node: ``user_id, query_id, task, split, user_idx, task_idx``
+        (``user_id`` None and ``user_idx`` -1 without user nodes).
+    reward, performance, cost:
+        ``float32 [num_query_nodes, num_llms]``; 0 where not observed.
+    observed:
+        ``bool [num_query_nodes, num_llms]``: the LLM has a row for that query node.
+    best:
+        ``observed & (reward == max observed reward of the row)``: ties all count as best.
+    edge_query, edge_llm:
+        ``int64 [E]``: outcome edge ``i`` joins query node ``edge_query[i]`` and LLM
+        ``edge_llm[i]`` (same ids in ``answered_by`` and ``answers``).
+    query_user, query_task:
+        ``int64 [num_query_nodes]``: user index (-1 without user nodes) and task index.
+    edge_dim, edge_feature:
+        Size and meaning of the outcome edge features (``edge_feature`` is
+        ``"cost_norm,performance"`` with ``edge_dim=2``).
+    user_features:
+        ``learned``/``onehot``/``history`` (``none`` without user nodes).
+    has_users, has_tasks:
+        Whether the graph has user / task nodes.
+    pairs, pair_node, pair_reward, pair_performance, pair_cost, pair_observed, pair_best:
+        The same layout per (user, query) *pair*, for evaluation. With user nodes a pair is
+        a query node (``pair_node == arange``, the matrices are the same objects). Without
+        user nodes (the non-personalised ablation) several pairs share one query node: score
+        ``pair_node`` and evaluate against the pair's own rewards, so the numbers compare
+        with the personalised setting.
+    """
+
+    graph: Any
+    users: list
+    llms: list
+    tasks: list
+    query_nodes: pd.DataFrame
+    reward: torch.Tensor
+    performance: torch.Tensor
+    cost: torch.Tensor
+    observed: torch.Tensor
+    best: torch.Tensor
+    edge_query: torch.Tensor
+    edge_llm: torch.Tensor
+    query_user: torch.Tensor
+    query_task: torch.Tensor
+    pairs: pd.DataFrame
+    pair_node: torch.Tensor
+    pair_reward: torch.Tensor
+    pair_performance: torch.Tensor
+    pair_cost: torch.Tensor
+    pair_observed: torch.Tensor
+    pair_best: torch.Tensor
+    edge_dim: int = 1
+    edge_feature: str = "reward"
+    user_features: str = "learned"
+    has_users: bool = True
+    has_tasks: bool = True
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def num_llms(self) -> int:
+        return len(self.llms)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def num_query_nodes(self) -> int:
+        return len(self.query_nodes)
+
+    @property
+    def num_outcome_edges(self) -> int:
+        return int(self.edge_query.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.reward.device
+
+    @property
+    def in_dims(self) -> dict[str, int]:
+        """Input feature size per node type that carries ``feat`` (user only for history)."""
+        g = self.graph
+        return {nt: int(g.nodes[nt].data["feat"].shape[1]) for nt in g.ntypes if "feat" in g.nodes[nt].data}
+
+    @property
+    def etypes(self) -> list[tuple[str, str, str]]:
+        return list(self.graph.canonical_etypes)
+
+    # ------------------------------------------------------------------ selections
+    def nodes_of(self, split: str) -> torch.Tensor:
+        """Query node ids whose split is ``split`` (sorted), on :attr:`device`."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+        ids = np.flatnonzero(self.query_nodes["split"].to_numpy() == split)
+        return torch.as_tensor(ids, dtype=torch.int64, device=self.device)
+
+    def pairs_of(self, split: str) -> torch.Tensor:
+        """(user, query) pair ids whose split is ``split``, on :attr:`device`."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+        ids = np.flatnonzero(self.pairs["split"].to_numpy() == split)
+        return torch.as_tensor(ids, dtype=torch.int64, device=self.device)
+
+    def to(self, device) -> "RoutingGraph":
+        """A copy with the graph and all tensors on ``device`` (tables are shared)."""
+        device = torch.device(device)
+        moved = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                moved[f.name] = v.to(device)
+        same_pairs = self.pair_reward is self.reward
+        out = dataclasses.replace(self, graph=self.graph.to(device), _cache={}, **moved)
+        if same_pairs:  # keep the identity for the personalised layout
+            for name in ("reward", "performance", "cost", "observed", "best"):
+                setattr(out, "pair_" + name, getattr(out, name))
+        return out
+
+    def __repr__(self) -> str:  # the default dataclass repr would print whole tables
+        return (
+            f"RoutingGraph(users={self.num_users}, query_nodes={self.num_query_nodes}, "
+            f"tasks={self.num_tasks}, llms={self.num_llms}, "
+            f"outcome_edges={self.num_outcome_edges}, edge_dim={self.edge_dim}, "
+            f"edge_feature={self.edge_feature!r}, has_users={self.has_users}, "
+            f"has_tasks={self.has_tasks}, user_features={self.user_features!r})"
+        )
+
+
+# ---------------------------------------------------------------------- helpers
+def _ordered(values: Iterable) -> list:
+    """Unique values, sorted when they are mutually comparable, else in first-seen order."""
+    uniq = list(pd.unique(pd.Series(values)))
+    try:
+        return sorted(uniq)
+    except TypeError:
+        return uniq
+
+
+def _emb_lookup(emb, keys: Sequence, what: str) -> np.ndarray:
+    """Stack the vectors of ``keys`` from a mapping or an ``(ids, matrix)`` pair."""
+    if isinstance(emb, tuple) and len(emb) == 2 and not isinstance(emb, Mapping):
+        ids, mat = emb
+        mat = np.asarray(mat)
+        index = {k: i for i, k in enumerate(ids)}
+        if mat.ndim != 2 or mat.shape[0] != len(index):
+            raise DataError(
+                f"{what} embeddings: the matrix has shape {mat.shape}; expected "
+                f"[{len(index)}, dim] aligned with the {len(index)} ids"
+            )
+        rows = []
+        for k in keys:
+            if k not in index:
+                raise DataError(f"{what} embeddings: no vector for {what} id {k!r}")
+            rows.append(index[k])
+        return mat[np.asarray(rows, dtype=np.int64)].astype(np.float32) if rows else np.zeros((0, mat.shape[1]), np.float32)
+    if not isinstance(emb, Mapping):
+        raise TypeError(
+            f"{what} embeddings must be a mapping {{id: vector}} or a pair (ids, matrix); "
+            f"got {type(emb).__name__}"
+        )
+    vecs = []
+    for k in keys:
+        if k not in emb:
+            raise DataError(f"{what} embeddings: no vector for {what} id {k!r}")
+        vecs.append(np.asarray(emb[k], dtype=np.float32).reshape(-1))
+    dims = {v.shape[0] for v in vecs}
+    if len(dims) > 1:
+        raise DataError(f"{what} embeddings have different sizes {sorted(dims)}")
+    return np.stack(vecs).astype(np.float32)
+
+
+def _codes(values: pd.Series, categories: list) -> np.ndarray:
+    index = pd.Index(categories)
+    codes = index.get_indexer(values)
+    if (codes < 0).any():
+        bad = values.to_numpy()[np.flatnonzero(codes < 0)[0]]
+        raise DataError(f"value {bad!r} is not in the id list {categories[:10]}...")
+    return codes.astype(np.int64)
+
+
+def _best(reward: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    masked = np.where(observed, reward, -np.inf)
+    row_max = masked.max(axis=1, keepdims=True)
+    return observed & (masked == row_max)
+
+
+def _t(x, dtype=None) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype)
+
+
+# ---------------------------------------------------------------------- builder
+def build_graph(
+    table: pd.DataFrame,
+    query_emb,
+    task_emb,
+    llm_emb,
+    *,
+    edge_dim: int = 1,
+    edge_feature: str = "reward",
+    user_nodes: bool = True,
+    task_nodes: bool = True,
+    llm_family: Sequence[str] = (),
+    llm_families: Mapping[str, str] | None = None,
+    user_features: str = "learned",
+    llms: Sequence[str] | None = None,
+) -> RoutingGraph:
+    """Build the routing graph of a validated routing table (see the module docstring).
+
+    Parameters
+    ----------
+    table:
+        Columns ``user_id, query_id, query, task, llm, performance, cost, split`` and
+        optionally ``reward`` (without it, reward = performance). One row per
+        (user, query, llm); a query may lack some LLMs. ``user_id`` may be absent only with
+        ``user_nodes=False``. A (user, query) must have one task and one split.
+    query_emb, task_emb, llm_emb:
+        Text embeddings keyed by query_id, task and LLM name (a mapping or ``(ids, matrix)``).
+    edge_dim:
+        1: outcome edges carry the ``edge_feature`` column ("reward" or "performance");
+        2: ``[cost_norm, performance]`` with cost min-max normalised within each task over
+        the train rows (the only rows that become edges).
+    user_nodes:
+        False builds the non-personalised ablation: no user nodes, one query node per
+        query_id shared by all users. Its outcome edges then carry the **mean over the users
+        who asked it** of the edge feature (for performance and cost, which do not depend on
+        the user, that is the value itself; for reward it is the average user's reward); its
+        supervision matrices are those means too. A query node is train only when every user
+        has it in train; if any user has it in val/test it takes the most held-out split and
+        gets no outcome edges (otherwise the shared node would show the test pair's
+        outcome). Evaluate with :attr:`RoutingGraph.pairs` and the ``pair_*`` matrices.
+    task_nodes:
+        False drops the task node type (``query_task`` is still filled).
+    llm_family, llm_families:
+        Connect LLMs of the same family when the family is listed in ``llm_family``.
+        ``llm_families`` maps LLM -> family (default: guessed from the name).
+    user_features:
+        ``learned`` or ``onehot`` (the encoder embeds the user index; user nodes carry no
+        ``feat``) or ``history`` (user ``feat`` = mean text embedding of the user's train
+        query nodes; zeros for a user without any).
+    llms:
+        The LLM order (default: sorted LLM names of the table). Must cover the table.
+
+    Example
+    -------
+    >>> import numpy as np, pandas as pd
+    >>> t = pd.DataFrame({"user_id": [0, 0], "query_id": ["q0", "q1"], "query": ["a", "b"],
+    ...                   "task": ["t", "t"], "llm": ["m", "m"], "performance": [1.0, 0.0],
+    ...                   "cost": [0.1, 0.2], "reward": [0.9, -0.2], "split": ["train", "test"]})
+    >>> rg = build_graph(t, {"q0": np.ones(4), "q1": np.zeros(4)}, {"t": np.ones(3)},
+    ...                  {"m": np.ones(2)})
+    >>> rg.graph.num_nodes("query"), rg.graph.num_edges("answered_by")
+    (2, 1)
+    >>> rg.graph.num_edges("asks"), rg.graph.num_edges("asked_by")  # test query: receiver only
+    (2, 1)
+    >>> rg.graph.edges["answered_by"].data["feat"].shape, round(float(rg.reward[0, 0]), 4)
+    (torch.Size([1, 1]), 0.9)
+    >>> rg.best.tolist(), rg.nodes_of("test").tolist()
+    ([[True], [True]], [1])
+    """
+    if edge_dim not in (1, 2):
+        raise ValueError(f"edge_dim must be 1 or 2; got {edge_dim}")
+    if edge_feature not in EDGE_FEATURES:
+        raise ValueError(f"edge_feature must be one of {EDGE_FEATURES}; got {edge_feature!r}")
+    if user_features not in USER_FEATURES:
+        raise ValueError(f"user_features must be one of {USER_FEATURES}; got {user_features!r}")
+    if not user_nodes and user_features == "history":
+        raise ValueError("user_features='history' needs user nodes (user_nodes=True)")
+    needed = ["query_id", "task", "llm", "performance", "cost", "split"]
+    if user_nodes:
+        needed = ["user_id"] + needed
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise DataError(f"build_graph: the routing table lacks column(s) {missing}")
+    if len(table) == 0:
+        raise DataError("build_graph: the routing table has no rows")
+
+    t = table.reset_index(drop=True)
+    if "user_id" not in t.columns:
+        t = t.assign(user_id=0)
+    bad_split = ~t["split"].isin(SPLITS)
+    if bad_split.any():
+        raise DataError(f"build_graph: split {t['split'][bad_split].iloc[0]!r} is not one of {list(SPLITS)}")
+
+    users = _ordered(t["user_id"])
+    llm_list = [str(x) for x in (llms if llms is not None else sorted(t["llm"].astype(str).unique()))]
+    tasks = sorted(t["task"].astype(str).unique())
+    u_of_row = _codes(t["user_id"], users)
+    l_of_row = _codes(t["llm"].astype(str), llm_list)
+    t_of_row = _codes(t["task"].astype(str), tasks)
+    U, L, T = len(users), len(llm_list), len(tasks)
+
+    # ---- (user, query) pairs, grouped by user, in first-seen order within a user.
+    pair_code = t.groupby(["user_id", "query_id"], sort=False).ngroup().to_numpy()
+    first = np.unique(pair_code, return_index=True)[1]  # first row of each pair, by code
+    order = np.argsort(u_of_row[first], kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    row_pair = rank[pair_code]
+    P = len(order)
+    first_row = first[order]
+    # one task and one split per pair
+    for col in ("task", "split"):
+        n = t.groupby(["user_id", "query_id"], sort=False)[col].nunique()
+        if (n > 1).any():
+            key = n.index[np.flatnonzero((n > 1).to_numpy())[0]]
+            raise DataError(f"build_graph: (user_id, query_id) = {key!r} has several values of {col!r}")
+    pairs = pd.DataFrame(
+        {
+            "user_id": t["user_id"].to_numpy()[first_row],
+            "query_id": t["query_id"].to_numpy()[first_row],
+            "task": t["task"].astype(str).to_numpy()[first_row],
+            "split": t["split"].astype(str).to_numpy()[first_row],
+            "user_idx": u_of_row[first_row],
+            "task_idx": t_of_row[first_row],
+        }
+    )
+
+    # ---- dense pair layout
+    reward_col = "reward" if "reward" in t.columns else "performance"
+    perf = t["performance"].to_numpy(dtype=np.float32)
+    cost = t["cost"].to_numpy(dtype=np.float32)
+    rew = t[reward_col].to_numpy(dtype=np.float32)
+    p_obs = np.zeros((P, L), dtype=bool)
+    p_obs[row_pair, l_of_row] = True
+    p_rew = np.zeros((P, L), np.float32)
+    p_perf = np.zeros((P, L), np.float32)
+    p_cost = np.zeros((P, L), np.float32)
+    p_rew[row_pair, l_of_row] = rew
+    p_perf[row_pair, l_of_row] = perf
+    p_cost[row_pair, l_of_row] = cost
+
+    # edge features per row
+    if edge_dim == 1:
+        row_feat = t[edge_feature].to_numpy(dtype=np.float32)[:, None] if edge_feature in t.columns else None
+        if row_feat is None:
+            raise DataError(f"build_graph: edge_feature {edge_feature!r} is not a column of the table")
+    else:
+        train_row = (t["split"] == "train").to_numpy()
+        cmin = np.full(T, np.inf, np.float32)
+        cmax = np.full(T, -np.inf, np.float32)
+        np.minimum.at(cmin, t_of_row[train_row], cost[train_row])
+        np.maximum.at(cmax, t_of_row[train_row], cost[train_row])
+        lo, span = cmin[t_of_row], (cmax - cmin)[t_of_row]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cnorm = np.where(np.isfinite(span) & (span > 0), (cost - lo) / span, 0.0).astype(np.float32)
+        row_feat = np.stack([cnorm, perf], axis=1)
+
+    # ---- query nodes
+    if user_nodes:
+        N = P
+        row_node = row_pair
+        pair_node = np.arange(P)
+        q_split = pairs["split"].to_numpy()
+        query_nodes = pairs.copy()
+        n_obs, n_rew, n_perf, n_cost = p_obs, p_rew, p_perf, p_cost
+        node_feat = np.zeros((N, L, edge_dim), np.float32)
+        node_feat[row_node, l_of_row] = row_feat
+    else:
+        qcode, qids = pd.factorize(t["query_id"], sort=False)
+        N = len(qids)
+        row_node = qcode.astype(np.int64)
+        pair_node = np.empty(P, np.int64)
+        pair_node[row_pair] = row_node
+        ntask = t.groupby("query_id", sort=False)["task"].nunique()
+        if (ntask > 1).any():
+            raise DataError(f"build_graph: query_id {ntask.index[(ntask > 1).to_numpy()][0]!r} has several tasks")
+        srank = pairs["split"].map(_SPLIT_RANK).to_numpy()
+        node_rank = np.zeros(N, np.int64)
+        np.maximum.at(node_rank, pair_node, srank)
+        inv = {v: k for k, v in _SPLIT_RANK.items()}
+        q_split = np.array([inv[r] for r in node_rank], dtype=object)
+        node_task = np.empty(N, np.int64)
+        node_task[pair_node] = pairs["task_idx"].to_numpy()
+        query_nodes = pd.DataFrame(
+            {
+                "user_id": [None] * N,
+                "query_id": np.asarray(qids),
+                "task": np.asarray(tasks, dtype=object)[node_task],
+                "split": q_split.astype(str),
+                "user_idx": np.full(N, -1, np.int64),
+                "task_idx": node_task,
+            }
+        )
+        cnt = np.zeros((N, L), np.float32)
+        np.add.at(cnt, (row_node, l_of_row), 1.0)
+        n_obs = cnt > 0
+        denom = np.maximum(cnt, 1.0)
+
+        def node_mean(vals):
+            s = np.zeros((N, L) + vals.shape[1:], np.float32)
+            np.add.at(s, (row_node, l_of_row), vals)
+            return s / (denom if vals.ndim == 1 else denom[..., None])
+
+        n_rew, n_perf, n_cost = node_mean(rew), node_mean(perf), node_mean(cost)
+        node_feat = node_mean(row_feat)
+
+    q_train = np.asarray(q_split) == "train"
+    q_user = query_nodes["user_idx"].to_numpy().astype(np.int64)
+    q_task = query_nodes["task_idx"].to_numpy().astype(np.int64)
+
+    # ---- outcome edges: observed (node, llm) of train nodes, sorted by node then llm
+    e_q, e_l = np.nonzero(n_obs & q_train[:, None])
+    e_feat = node_feat[e_q, e_l]
+
+    data: dict = {}
+    ar = np.arange(N)
+    data[("query", "answered_by", "llm")] = (_t(e_q), _t(e_l))
+    data[("llm", "answers", "query")] = (_t(e_l), _t(e_q))
+    num_nodes = {"query": N, "llm": L}
+    if user_nodes:
+        data[("user", "asks", "query")] = (_t(q_user), _t(ar))
+        data[("query", "asked_by", "user")] = (_t(ar[q_train]), _t(q_user[q_train]))
+        num_nodes["user"] = U
+    if task_nodes:
+        data[("task", "contains", "query")] = (_t(q_task), _t(ar))
+        data[("query", "belongs_to", "task")] = (_t(ar[q_train]), _t(q_task[q_train]))
+        num_nodes["task"] = T
+    fams = set(map(str, llm_family or ()))
+    if fams:
+        fam_of = {m: (llm_families or {}).get(m) or guess_family(m) for m in llm_list}
+        src, dst = [], []
+        for i, a in enumerate(llm_list):
+            for j, b in enumerate(llm_list):
+                if i != j and fam_of[a] in fams and fam_of[a] == fam_of[b]:
+                    src.append(i)
+                    dst.append(j)
+        if src:
+            data[("llm", "same_family", "llm")] = (_t(src, torch.int64), _t(dst, torch.int64))
+    data = {k: (s.to(torch.int64), d.to(torch.int64)) for k, (s, d) in data.items()}
+    g = dgl.heterograph(data, num_nodes_dict=num_nodes, idtype=torch.int64)
+
+    # ---- node features
+    qcodes, qvals = pd.factorize(query_nodes["query_id"], sort=False)
+    q_emb = _emb_lookup(query_emb, list(qvals), "query")[qcodes]
+    g.nodes["query"].data["feat"] = _t(q_emb)
+    g.nodes["llm"].data["feat"] = _t(_emb_lookup(llm_emb, llm_list, "llm"))
+    if task_nodes:
+        g.nodes["task"].data["feat"] = _t(_emb_lookup(task_emb, tasks, "task"))
+    if user_nodes and user_features == "history":
+        hist = np.zeros((U, q_emb.shape[1]), np.float32)
+        cnt = np.zeros(U, np.float32)
+        np.add.at(hist, q_user[q_train], q_emb[q_train])
+        np.add.at(cnt, q_user[q_train], 1.0)
+        g.nodes["user"].data["feat"] = _t(hist / np.maximum(cnt, 1.0)[:, None])
+    for et in OUTCOME_ETYPES:
+        g.edges[et].data["feat"] = _t(e_feat.reshape(-1, edge_dim))
+
+    n_best = _best(n_rew, n_obs)
+    node_t = {
+        "reward": _t(n_rew),
+        "performance": _t(n_perf),
+        "cost": _t(n_cost),
+        "observed": _t(n_obs),
+        "best": _t(n_best),
+    }
+    if user_nodes:
+        pair_t = node_t
+    else:
+        pair_t = {
+            "reward": _t(p_rew),
+            "performance": _t(p_perf),
+            "cost": _t(p_cost),
+            "observed": _t(p_obs),
+            "best": _t(_best(p_rew, p_obs)),
+        }
+    pairs = pairs.assign(node=pair_node)
+    return RoutingGraph(
+        graph=g,
+        users=list(users),
+        llms=llm_list,
+        tasks=list(tasks),
+        query_nodes=query_nodes.reset_index(drop=True),
+        edge_query=_t(e_q, torch.int64),
+        edge_llm=_t(e_l, torch.int64),
+        query_user=_t(q_user, torch.int64),
+        query_task=_t(q_task, torch.int64),
+        pairs=pairs,
+        pair_node=_t(pair_node, torch.int64),
+        edge_dim=edge_dim,
+        edge_feature=edge_feature if edge_dim == 1 else "cost_norm,performance",
+        user_features=user_features if user_nodes else "none",
+        has_users=bool(user_nodes),
+        has_tasks=bool(task_nodes),
+        **node_t,
+        **{"pair_" + k: v for k, v in pair_t.items()},
+    )

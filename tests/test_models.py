@@ -1,0 +1,268 @@
+"""Tests of proute.models (layers, encoder, decoders, the router model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from proute.graph import QueryMasking, build_graph
+from proute.models import ContextCache, PersonalizedRouterModel, build_model
+from proute.models.layers import CONVS
+from synthetic import make_synthetic
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+DECODERS = ["mlp", "bilinear"]
+DIM = 16
+
+
+@pytest.fixture(scope="module")
+def syn():
+    return make_synthetic(missing_rate=0.2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def rg(syn):
+    return build_graph(*syn.graph_inputs(), llm_family=["llama"], llm_families=syn.llm_family)
+
+
+def _model(rg, conv="graphconv", decoder="mlp", seed=0, **kw) -> PersonalizedRouterModel:
+    torch.manual_seed(seed)
+    return build_model(rg, conv=conv, decoder=decoder, embedding_dim=DIM, **kw)
+
+
+def _scores(model, rg, g=None):
+    model.eval()
+    with torch.no_grad():
+        h = model(rg.graph if g is None else g)
+        nodes = torch.arange(rg.num_query_nodes)
+        return model.score_all(h, nodes, rg.query_user if rg.has_users else None)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("conv", CONVS)
+def test_forward_backward(rg, conv, decoder):
+    model = _model(rg, conv, decoder)
+    model.train()
+    ms = QueryMasking(0.3).sample(rg, torch.Generator().manual_seed(0))
+    h = model(ms.graph)
+    assert set(h) == {"user", "query", "task", "llm"}
+    assert all(v.shape == (ms.graph.num_nodes(k), DIM) for k, v in h.items())
+    logits = model.score_pairs(h, ms.target_query, ms.target_llm, rg.query_user[ms.target_query])
+    assert logits.shape == (ms.num_targets,)
+    labels = rg.best[ms.target_query, ms.target_llm].float()
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    loss.backward()
+    assert torch.isfinite(loss)
+    enc = model.encoder
+    for name, mod in [
+        ("query input", enc.in_proj["query"]),
+        ("user input", enc.in_proj["user"]),
+        ("outcome llm->query", enc.convs[0].mods["answers"]),
+        ("outcome query->llm", enc.convs[0].mods["answered_by"]),
+        ("asks", enc.convs[0].mods["asks"]),
+        ("self term", enc.self_lin[1]["query"]),
+        ("decoder", model.decoder),
+    ]:
+        grads = [p.grad for p in mod.parameters()]
+        assert grads and all(g is not None for g in grads), name
+        assert sum(float(g.abs().sum()) for g in grads) > 0, name
+    assert not any(isinstance(m, nn.Sigmoid) for m in model.modules())  # logits only
+
+
+@pytest.mark.parametrize("conv", CONVS)
+def test_edge_features_influence_messages(syn, conv):
+    rg = build_graph(*syn.graph_inputs())  # a private graph: its edge data is modified
+    model = _model(rg, conv)
+    model.eval()
+    feat_ab = rg.graph.edges["answered_by"].data["feat"].clone()
+    feat_a = rg.graph.edges["answers"].data["feat"].clone()
+    q = int(rg.edge_query[0])
+    edges = torch.nonzero(rg.edge_query == q).flatten()
+    with torch.no_grad():
+        base = model(rg.graph)["query"][q].clone()
+        # change one edge's feature (both directions)
+        for et, f in (("answered_by", feat_ab), ("answers", feat_a)):
+            g = f.clone()
+            g[edges[0]] += 1.0
+            rg.graph.edges[et].data["feat"] = g
+        changed = model(rg.graph)["query"][q]
+        assert not torch.allclose(base, changed, atol=1e-5)
+        # swap the outcomes of two LLMs of the node: same mean feature, different messages
+        g = feat_a.clone()
+        a, b = edges[0], edges[1]
+        g[a], g[b] = feat_a[b] + 0.5, feat_a[a] - 0.5
+        rg.graph.edges["answered_by"].data["feat"] = feat_ab
+        rg.graph.edges["answers"].data["feat"] = g
+        swapped = model(rg.graph)["query"][q]
+        assert not torch.allclose(base, swapped, atol=1e-5)
+    rg.graph.edges["answers"].data["feat"] = feat_a
+
+
+def _same(rg, split, key_same, key_diff):
+    """Two query nodes of ``split`` equal on key_same columns, different on key_diff."""
+    qn = rg.query_nodes
+    nodes = rg.nodes_of(split).tolist()
+    for i in nodes:
+        for j in nodes:
+            if i < j and all(qn[k][i] == qn[k][j] for k in key_same) and qn[key_diff][i] != qn[key_diff][j]:
+                return i, j
+    raise AssertionError("no such pair in the synthetic data")
+
+
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("conv", CONVS)
+def test_own_text_matters(rg, conv, residual):
+    """Two test queries of one user and task differ only in text: a model without a self
+    term would give them the same scores (GraphConv has none)."""
+    i, j = _same(rg, "test", ["user_id", "task"], "query_id")
+    s = _scores(_model(rg, conv, residual=residual), rg)
+    assert (s[i] - s[j]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("conv", CONVS)
+def test_users_get_different_scores(rg, conv, decoder):
+    i, j = _same(rg, "test", ["query_id"], "user_id")
+    s = _scores(_model(rg, conv, decoder), rg)
+    assert (s[i] - s[j]).abs().max() > 1e-4
+
+
+def _variant_graph(syn, variant):
+    kw = {
+        "default": {},
+        "family": {"llm_family": ["llama"], "llm_families": syn.llm_family},
+        "no_users": {"user_nodes": False},
+        "no_tasks": {"task_nodes": False},
+        "onehot": {"user_features": "onehot"},
+        "history": {"user_features": "history"},
+        "edge_dim2": {"edge_dim": 2},
+    }[variant]
+    return build_graph(*syn.graph_inputs(), **kw)
+
+
+@pytest.mark.parametrize("variant", ["default", "family", "no_users", "no_tasks", "onehot", "history", "edge_dim2"])
+@pytest.mark.parametrize("conv", CONVS)
+def test_encode_new_queries_matches_full_graph(syn, conv, variant):
+    rg = _variant_graph(syn, variant)
+    norm = "batch" if variant == "family" else "layer"
+    model = _model(rg, conv, num_layers=3 if variant == "default" else 2, norm=norm)
+    model.train()
+    for _ in range(2):  # move BatchNorm running statistics away from their defaults
+        model(rg.graph)
+    model.eval()
+    with torch.no_grad():
+        h_full, states = model.forward_with_states(rg.graph)
+        cache = model.context_cache(rg.graph)
+        feat = rg.graph.nodes["query"].data["feat"]
+        for split in ("val", "test"):
+            nodes = rg.nodes_of(split)
+            users = rg.query_user[nodes] if rg.has_users else None
+            tasks = rg.query_task[nodes] if rg.has_tasks else None
+            hq = model.encoder.encode_new_queries(states, feat[nodes], users, tasks)
+            assert torch.allclose(hq, h_full["query"][nodes], atol=1e-5)
+            full = model.score_all(h_full, nodes, users)
+            new = model.score_new(cache, feat[nodes], users, tasks)
+            assert new.shape == (len(nodes), rg.num_llms)
+            assert torch.allclose(new, full, atol=1e-5)
+            assert torch.allclose(model.score_new((h_full, states), feat[nodes], users, tasks), full, atol=1e-5)
+        # train nodes have outcome edges: their full-graph representation differs
+        train = rg.nodes_of("train")
+        u = rg.query_user[train] if rg.has_users else None
+        t = rg.query_task[train] if rg.has_tasks else None
+        assert not torch.allclose(model.encoder.encode_new_queries(states, feat[train], u, t), h_full["query"][train], atol=1e-4)
+
+
+def test_score_all_matches_score_pairs(rg):
+    for decoder in DECODERS:
+        model = _model(rg, "gat", decoder)
+        model.eval()
+        with torch.no_grad():
+            h = model(rg.graph)
+            nodes = rg.nodes_of("val")
+            users = rg.query_user[nodes]
+            all_ = model.score_all(h, nodes, users)
+            n, L = all_.shape
+            q = nodes.repeat_interleave(L)
+            pairs = model.score_pairs(h, q, torch.arange(L).repeat(n), users.repeat_interleave(L))
+            assert torch.allclose(all_, pairs.view(n, L), atol=1e-5)
+            chunked = model.decoder.score_all(h["query"][nodes], h["llm"], h["user"][users], chunk=3)
+            assert torch.allclose(all_, chunked, atol=1e-5)
+
+
+def test_no_user_model(syn):
+    rg = _variant_graph(syn, "no_users")
+    model = _model(rg)
+    assert not model.has_users and not model.decoder.use_user
+    s = _scores(model, rg)
+    assert s.shape == (rg.num_query_nodes, rg.num_llms)
+    with pytest.raises(ValueError):
+        model.decoder(torch.zeros(2, DIM), torch.zeros(2, DIM), torch.zeros(2, DIM))
+    # evaluation per (user, query) pair goes through pair_node
+    per_pair = model.score_all(model(rg.graph), rg.pair_node)
+    assert per_pair.shape == (len(rg.pairs), rg.num_llms)
+
+
+def test_hparams_and_cache_round_trip(rg):
+    model = _model(rg, "gatv2", "bilinear", num_heads=4)
+    hp = json.loads(json.dumps(model.hparams))
+    again = build_model(**hp)
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    again.load_state_dict(model.state_dict())
+    model.eval()
+    again.eval()
+    with torch.no_grad():
+        assert torch.allclose(_scores(model, rg), _scores(again, rg))
+        cache = model.context_cache(rg.graph)
+        assert all("query" not in s for s in cache.states) and "query" not in cache.h
+        back = ContextCache.from_tensors(cache.state_tensors())
+        nodes = rg.nodes_of("test")
+        feat = rg.graph.nodes["query"].data["feat"][nodes]
+        a = model.score_new(cache, feat, rg.query_user[nodes], rg.query_task[nodes])
+        b = model.score_new(back, feat, rg.query_user[nodes], rg.query_task[nodes])
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="disagrees"):
+        build_model(rg, edge_dim=2)
+    with pytest.raises(ValueError, match="multiple"):
+        build_model(rg, conv="gat", embedding_dim=10, num_heads=4)
+
+
+def test_learns_on_synthetic(rg):
+    """A few steps of query-masked training reduce the loss on the masked targets."""
+    model = _model(rg, "graphconv", dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.03)
+    gen = torch.Generator().manual_seed(0)
+    strategy = QueryMasking(0.3)
+    fixed = strategy.sample(rg, torch.Generator().manual_seed(123))
+
+    def loss_on(ms):
+        h = model(ms.graph)
+        logits = model.score_pairs(h, ms.target_query, ms.target_llm, rg.query_user[ms.target_query])
+        return nn.functional.binary_cross_entropy_with_logits(logits, rg.best[ms.target_query, ms.target_llm].float())
+
+    with torch.no_grad():
+        before = float(loss_on(fixed))
+    model.train()
+    for _ in range(20):
+        opt.zero_grad()
+        loss_on(strategy.sample(rg, gen)).backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(loss_on(fixed))
+    assert after < before - 0.05, (before, after)
+
+
+@pytest.mark.parametrize("name", ["graphconv", "gat", "gatv2", "sage", "bilinear"])
+def test_model_configs(rg, name):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.create({"embedding_dim": 16, "model": OmegaConf.load(CONF / "model" / f"{name}.yaml")})
+    model = instantiate(root.model)(rg)
+    assert isinstance(model, PersonalizedRouterModel)
+    assert model.hparams["embedding_dim"] == 16
+    assert model.hparams["conv"] == (name if name != "bilinear" else "graphconv")
+    assert _scores(model, rg).shape == (rg.num_query_nodes, rg.num_llms)
