@@ -1,0 +1,73 @@
+"""Run outputs: metrics.json, per-user tables and plots, and their W&B counterparts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from proute.metrics import per_user_frame
+
+
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if k != "picks"}
+
+
+def plot_per_user(frame: pd.DataFrame, baseline: pd.DataFrame | None, path: Path,
+                  title: str) -> Path:
+    """Bars of per-user test accuracy and reward/oracle, the GNN beside a baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    users = frame["user_id"].astype(str).tolist()
+    x = np.arange(len(users))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.9 * len(users) + 3), 3.8))
+    for ax, col, label in ((axes[0], "accuracy", "routing accuracy"),
+                           (axes[1], "reward_ratio", "reward / oracle reward")):
+        width = 0.4 if baseline is not None else 0.8
+        ax.bar(x - (width / 2 if baseline is not None else 0), frame[col], width, label="GNN")
+        if baseline is not None:
+            ax.bar(x + width / 2, baseline.set_index("user_id").reindex(frame["user_id"])[col],
+                   width, label="best fixed LLM per user")
+        ax.set_xticks(x, users)
+        ax.set_xlabel("user")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_run_report(run_dir: Path, val: dict, test: dict, baselines: dict, history: list,
+                     timing: dict, n_params: int, logger) -> dict:
+    report = {
+        "val": _jsonable(val), "test": _jsonable(test),
+        "baselines": {split: {name: _jsonable(m) for name, m in res.items()}
+                      for split, res in baselines.items()},
+        "timing": timing, "parameters": n_params,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
+    pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
+    per_user = per_user_frame(test)
+    per_user.to_csv(run_dir / "per_user.csv", index=False)
+    test["picks"].to_csv(run_dir / "test_picks.csv", index=False)
+    fixed = baselines.get("test", {}).get("per_user")
+    plot_per_user(per_user, per_user_frame(fixed) if fixed else None,
+                  run_dir / "per_user.png", "test split, per user")
+
+    logger.log_table("test/per_user", per_user, bar=("user_id", "accuracy"))
+    summary = {f"test/{k}": v for k, v in test["overall"].items()}
+    summary.update({f"val/{k}": v for k, v in val["overall"].items()})
+    for name, m in baselines.get("test", {}).items():
+        summary.update({f"baseline/{name}/test_{k}": v for k, v in m["overall"].items()})
+    summary.update(timing)
+    summary["parameters"] = n_params
+    logger.log_summary(summary)
+    return report

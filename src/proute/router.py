@@ -1,0 +1,259 @@
+"""The exported router: a directory that routes queries without the training data.
+
+Layout of an exported router directory::
+
+    router.json            format version, model hyperparameters, id maps (users, LLMs,
+                           tasks), LLM table, encoder spec, versions, resolved config
+    weights.safetensors    the model's weights
+    context.safetensors    the cached per-layer states of the user, task and LLM nodes
+                           (what a new query node receives messages from) and the task
+                           centroids used to infer a query's task
+
+Nothing is unpickled: weights are safetensors, metadata JSON (torch before 2.6 can run
+code from a crafted ``torch.load`` file). Routing a query never touches the training
+graph: its representation is computed from the cached context states (val/test query nodes
+are receivers only in the training graph, so this is exactly what evaluation computed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+FILES = ("router.json", "weights.safetensors", "context.safetensors")
+
+
+class RouterFormatError(ValueError):
+    """An exported router directory is missing a file or holds something unexpected."""
+
+
+def _json_id(u):
+    return u.item() if isinstance(u, np.generic) else u
+
+
+class PersonalizedRouter:
+    """Routes (user, query) to the LLM the user would want.
+
+    >>> router = PersonalizedRouter.load("outputs/train/runs/<time>/router")  # doctest: +SKIP
+    >>> router.route_single({"query": "What is 2 + 2?", "user_id": 3})        # doctest: +SKIP
+    {'model_name': 'gemma-2-9b-it', 'scores': {...}, 'user_id': 3, 'task': 'gsm8k'}
+    """
+
+    def __init__(self, model, context, meta: dict, task_centroids: torch.Tensor,
+                 encoder=None, device: str | torch.device = "cpu"):
+        from proute.models.model import ContextCache
+
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.context: ContextCache = context.to(self.device)
+        self.meta = meta
+        self.llms: list[str] = list(meta["llms"])
+        self.tasks: list[str] = list(meta["tasks"])
+        self.users: list = list(meta["users"])
+        self._user_index = {str(u): i for i, u in enumerate(self.users)}
+        self._task_index = {t: i for i, t in enumerate(self.tasks)}
+        self.task_centroids = task_centroids.to(self.device)
+        self._encoder = encoder
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_training(cls, model, rg, prepared, cfg, environment: dict) -> "PersonalizedRouter":
+        """Freeze a trained model and its graph context into a router."""
+        from omegaconf import OmegaConf
+
+        model.eval()
+        with torch.no_grad():
+            context = model.context_cache(rg.graph)
+        table = prepared.table
+        train_q = table.loc[table["split"] == "train"].drop_duplicates("query_id")
+        emb = dict(zip(prepared.query_ids, prepared.query_emb))
+        dim = prepared.query_emb.shape[1]
+        centroids = np.zeros((len(rg.tasks), dim), dtype=np.float32)
+        for i, task in enumerate(rg.tasks):
+            ids = train_q.loc[train_q["task"] == task, "query_id"]
+            if len(ids):
+                c = np.mean([emb[q] for q in ids], axis=0)
+                centroids[i] = c / max(np.linalg.norm(c), 1e-12)
+        encoder_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
+        encoder_cfg = {k: v for k, v in encoder_cfg.items() if k not in ("cache_dir",)}
+        llm_table = prepared.data.llms.reindex(rg.llms)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": dict(model.hparams),
+            "users": [_json_id(u) for u in rg.users],
+            "llms": list(rg.llms),
+            "tasks": list(rg.tasks),
+            "llm_table": json.loads(llm_table.reset_index().to_json(orient="records")),
+            "encoder": encoder_cfg,
+            "query_dim": int(dim),
+            "dataset": prepared.data.name,
+            "environment": environment,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+        return cls(model, context, meta, torch.from_numpy(centroids), device="cpu")
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the router directory atomically: a failed save leaves an existing one."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+            save_file(weights, str(tmp / "weights.safetensors"))
+            ctx = {k: v.detach().cpu().contiguous()
+                   for k, v in self.context.state_tensors().items()}
+            ctx["task_centroids"] = self.task_centroids.detach().cpu().contiguous()
+            save_file(ctx, str(tmp / "context.safetensors"))
+            (tmp / "router.json").write_text(json.dumps(self.meta, indent=2, default=str))
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, encoder=None,
+             device: str | torch.device = "cpu") -> "PersonalizedRouter":
+        """Load a router directory; needs nothing else (not the data, not the configs).
+
+        ``encoder`` (optional) replaces the text encoder named in ``router.json``; it must
+        produce embeddings of the same size.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from proute.models import build_model
+        from proute.models.model import ContextCache
+
+        path = Path(path)
+        if not path.is_dir():
+            raise RouterFormatError(f"{path}: not a router directory (expected {list(FILES)})")
+        for name in FILES:
+            if not (path / name).is_file():
+                raise RouterFormatError(f"{path}: missing {name}; expected {list(FILES)}")
+        try:
+            meta = json.loads((path / "router.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RouterFormatError(f"{path / 'router.json'}: not valid JSON ({exc})") from exc
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version != FORMAT_VERSION:
+            raise RouterFormatError(
+                f"{path / 'router.json'}: field 'format_version' is {version!r}; this proute "
+                f"reads format {FORMAT_VERSION}")
+        for key in ("model", "users", "llms", "tasks", "encoder", "query_dim"):
+            if key not in meta:
+                raise RouterFormatError(f"{path / 'router.json'}: missing field {key!r}")
+        tensors = {}
+        for name in FILES[1:]:
+            try:
+                tensors[name] = load_file(str(path / name))
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise RouterFormatError(
+                    f"{path / name}: not a readable safetensors file ({exc})") from exc
+        try:
+            model = build_model(**meta["model"])
+            model.load_state_dict(tensors["weights.safetensors"], strict=True)
+        except (TypeError, RuntimeError, ValueError) as exc:
+            raise RouterFormatError(
+                f"{path / 'weights.safetensors'}: does not match the model described in "
+                f"router.json field 'model' ({exc})") from exc
+        ctx = dict(tensors["context.safetensors"])
+        if "task_centroids" not in ctx:
+            raise RouterFormatError(f"{path / 'context.safetensors'}: missing 'task_centroids'")
+        centroids = ctx.pop("task_centroids")
+        return cls(model, ContextCache.from_tensors(ctx), meta, centroids, encoder, device)
+
+    # ------------------------------------------------------------------ routing
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from proute.data.encoders import TextEncoder
+
+            spec = {k: v for k, v in self.meta["encoder"].items() if not k.startswith("_")}
+            spec.update(cache_dir=None, show_progress=False)
+            self._encoder = TextEncoder(**spec)
+        return self._encoder
+
+    def user_index(self, user_id) -> int:
+        try:
+            return self._user_index[str(user_id)]
+        except KeyError:
+            raise KeyError(
+                f"unknown user_id {user_id!r}: this router knows {len(self.users)} users "
+                f"({self.users[:10]}{' ...' if len(self.users) > 10 else ''})") from None
+
+    def infer_tasks(self, query_emb: torch.Tensor) -> torch.Tensor:
+        """Nearest task centroid (cosine) of each query embedding."""
+        q = torch.nn.functional.normalize(query_emb, dim=1)
+        return (q @ self.task_centroids.T).argmax(dim=1)
+
+    @torch.no_grad()
+    def score(self, queries: Sequence[str] | None, user_ids: Sequence,
+              tasks: Sequence[str | None] | None = None,
+              query_emb: np.ndarray | torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
+        """Logits ``[n, num_llms]`` (columns :attr:`llms`) and the task used per query.
+
+        Give the texts (encoded with the router's encoder) or ``query_emb``. A task that is
+        ``None`` (or ``tasks=None``) is inferred from the nearest training-task centroid.
+        """
+        if query_emb is None:
+            if queries is None:
+                raise ValueError("give the query texts or their embeddings")
+            query_emb = self.encoder.encode(list(queries))
+        q = torch.as_tensor(np.asarray(query_emb, dtype=np.float32), device=self.device)
+        if q.ndim != 2 or q.shape[1] != self.meta["query_dim"]:
+            raise ValueError(f"query embeddings have shape {tuple(q.shape)}; expected "
+                             f"[n, {self.meta['query_dim']}]")
+        n = q.shape[0]
+        if len(user_ids) != n:
+            raise ValueError(f"{len(user_ids)} user ids for {n} queries")
+        user_idx = torch.tensor([self.user_index(u) for u in user_ids], device=self.device)
+        task_idx = self.infer_tasks(q)
+        if tasks is not None:
+            for i, t in enumerate(tasks):
+                if t is not None:
+                    if t not in self._task_index:
+                        raise KeyError(f"unknown task {t!r}; known tasks: {self.tasks}")
+                    task_idx[i] = self._task_index[t]
+        has_users = bool(self.meta["model"].get("num_users"))
+        logits = self.model.score_new(self.context, q, user_idx if has_users else None,
+                                      task_idx if "task" in self.context.h else None)
+        return logits.float().cpu().numpy(), [self.tasks[i] for i in task_idx.tolist()]
+
+    def route_batch(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Route ``[{"query": str, "user_id": id, "task": optional}, ...]``."""
+        for i, r in enumerate(requests):
+            if not isinstance(r, dict) or "query" not in r or "user_id" not in r:
+                raise ValueError(f"request {i}: expected a dict with 'query' and 'user_id'; "
+                                 f"got {r!r}")
+        scores, tasks = self.score([r["query"] for r in requests],
+                                   [r["user_id"] for r in requests],
+                                   [r.get("task") for r in requests])
+        out = []
+        for r, s, t in zip(requests, scores, tasks):
+            out.append({"model_name": self.llms[int(s.argmax())],
+                        "scores": dict(zip(self.llms, map(float, s))),
+                        "user_id": r["user_id"], "task": t})
+        return out
+
+    def route_single(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Route one ``{"query": str, "user_id": id[, "task": str]}``."""
+        return self.route_batch([request])[0]

@@ -1,0 +1,134 @@
+"""``python -m proute.train [overrides]``: train a personalized GNN router.
+
+compose → data → graph → model → fit (early stopping on val) → test once → export.
+Writes to the Hydra run directory: ``config.yaml`` (resolved), ``environment.json`` (git
+revision, library versions), ``metrics.json`` (val and test; overall, per user, per task;
+baselines), ``history.csv``, ``per_user.csv``, ``per_user.png`` and ``router/``.
+Returns the flat metric dict (the sweeper sees it); with ``optimized_metric`` set, that
+one value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from proute.config import register_resolvers
+from proute.paths import config_dir
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+
+def check_declared_sizes(cfg: DictConfig, num_users: int, num_tasks: int) -> None:
+    """``user_num``/``num_task`` come from the data; an explicit mismatch is an error."""
+    for key, actual in (("user_num", num_users), ("num_task", num_tasks)):
+        declared = cfg.get(key)
+        if declared is not None and int(declared) != actual:
+            raise ValueError(
+                f"{key}={declared} was set, but the data has {actual}; proute takes it from "
+                f"the data (remove the override, or change the dataset/users config)"
+            )
+
+
+def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
+    """The routing graph of prepared data, with the ``graph/`` config's options."""
+    from proute.graph import build_graph
+
+    data = prepared.data
+    rg = build_graph(
+        prepared.table, (prepared.query_ids, prepared.query_emb),
+        (list(data.tasks.index), prepared.task_emb), (list(data.llms.index), prepared.llm_emb),
+        llm_families=data.llms["family"].to_dict(), llms=list(data.llms.index),
+        **OmegaConf.to_container(graph_cfg, resolve=True),
+    )
+    if "new_user" in prepared.table.columns:  # NewUserSplit: report new users apart
+        flags = prepared.table.drop_duplicates("user_id").set_index("user_id")["new_user"]
+        rg.pairs["new_user"] = rg.pairs["user_id"].map(flags).fillna(False).astype(bool)
+    return rg
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Everything ``python -m proute.train`` does, for a composed config."""
+    import torch
+    from hydra.utils import instantiate
+
+    from proute.baselines import evaluate_baselines
+    from proute.data.pipeline import prepare_from_config
+    from proute.metrics import flat
+    from proute.provenance import environment
+    from proute.reporting import write_run_report
+    from proute.training import resolve_device, seed_everything
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    env = environment()
+    (run_dir / "environment.json").write_text(json.dumps(env, indent=2))
+
+    device = resolve_device(str(cfg.device))
+    seed_everything(int(cfg.random_state))
+    t0 = time.perf_counter()
+    prepared = prepare_from_config(cfg)
+    table = prepared.table
+    check_declared_sizes(cfg, table["user_id"].nunique(), table["task"].nunique())
+    rg = build_graph_from(prepared, cfg.graph)
+    model = instantiate(cfg.model)(rg)
+    rg, model = rg.to(device), model.to(device)
+    masking = instantiate(cfg.masking)
+    trainer = instantiate(cfg.trainer)
+    logger = instantiate(cfg.logger)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("graph: %s; model: %d parameters; device: %s", rg, n_params, device)
+    data_seconds = time.perf_counter() - t0
+
+    generator = torch.Generator().manual_seed(int(cfg.random_state))
+    with logger.start(run_dir, {**resolved, "environment": env, "parameters": n_params}):
+        t1 = time.perf_counter()
+        history = trainer.fit(model, rg, masking, generator, quiet=bool(cfg.quiet),
+                              on_epoch=lambda e, rec: logger.log_metrics(rec, step=e))
+        train_seconds = time.perf_counter() - t1
+        val = trainer.evaluate(model, rg, "val")
+        test = trainer.evaluate(model, rg, "test")   # the one and only test evaluation
+        train_rows = table[table["split"] == "train"]
+        baselines = {}
+        for split in ("val", "test"):
+            pairs = rg.pairs_of(split)
+            dense = {k: getattr(rg, f"pair_{k}")[pairs].cpu().numpy()
+                     for k in ("reward", "performance", "cost", "observed")}
+            baselines[split] = evaluate_baselines(
+                train_rows, rg.pairs.iloc[pairs.cpu().numpy()].reset_index(drop=True), dense,
+                list(rg.llms), names=list(cfg.baselines))
+        timing = {"data_seconds": data_seconds, "train_seconds": train_seconds,
+                  "epochs": len(history), "best_epoch": trainer.best_epoch,
+                  "seconds_per_epoch": train_seconds / max(1, len(history)),
+                  **{f"data_{k}_seconds": v for k, v in prepared.timings.items()}}
+        report = write_run_report(run_dir, val, test, baselines, history, timing, n_params,
+                                  logger)
+        if cfg.export_router:
+            from proute.router import PersonalizedRouter
+
+            PersonalizedRouter.from_training(model, rg, prepared, cfg, env).save(
+                run_dir / "router")
+    out = {**flat(val, "val"), **flat(test, "test"), **timing}
+    log.info("test: %s", json.dumps(report["test"]["overall"]))
+    return out
+
+
+@hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> Any:
+    from hydra.core.hydra_config import HydraConfig
+
+    out = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    metric = cfg.get("optimized_metric")
+    return out[metric] if metric else out
+
+
+if __name__ == "__main__":
+    main()

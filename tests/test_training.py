@@ -1,0 +1,182 @@
+"""Training end to end: personalisation works where it must, every config option trains,
+runs are reproducible, the exported router scores exactly as evaluation did."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from proute.router import PersonalizedRouter, RouterFormatError
+from proute.train import run
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def opposite_users_table(path: Path, n_queries: int = 60) -> Path:
+    """Two users who ask the same queries and want opposite LLMs: user 'q' always gets
+    reward 1 from `big-llama` and 0 from `small-qwen`; user 'c' the reverse."""
+    rng = np.random.default_rng(0)
+    topics = ["algebra", "geography", "poetry", "chemistry", "football", "cooking"]
+    rows = []
+    for i in range(n_queries):
+        text = f"A question about {topics[i % 6]} number {i}: what is {rng.integers(1000)}?"
+        split = "train" if i % 5 < 3 else ("val" if i % 5 == 3 else "test")
+        for user, good in (("q", "big-llama"), ("c", "small-qwen")):
+            for llm in ("big-llama", "small-qwen", "mid-gemma"):
+                perf = float(rng.random() < 0.5)
+                rows.append({"user_id": user, "query_id": f"id{i}", "query": text,
+                             "task": topics[i % 2], "llm": llm, "performance": perf,
+                             "cost": 1.0, "reward": 1.0 if llm == good else 0.0,
+                             "split": split})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def train_opposite(train_cfg, tmp_path, *extra):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    table = opposite_users_table(tmp_path / "opposite.csv")
+    cfg = train_cfg("dataset=table", f"dataset.path={table}", "users=from_data",
+                    "split=provided", "train_epoch=40", "trainer.steps_per_epoch=2",
+                    "trainer.patience=40", "logger=none", *extra)
+    run(cfg, tmp_path / "run")
+    return json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_router_prefers_each_users_llm_and_no_user_graph_cannot(train_cfg, tmp_path):
+    m = train_opposite(train_cfg, tmp_path)
+    per_user = m["test"]["per_user"]
+    assert per_user["q"]["accuracy"] >= 0.9 and per_user["c"]["accuracy"] >= 0.9
+    assert m["test"]["overall"]["disagreement"] >= 0.9
+    # The exported router routes a new query of each user to that user's LLM.
+    router = PersonalizedRouter.load(tmp_path / "run" / "router")
+    q = {"query": "A question about algebra number 999: what is 5?"}
+    assert router.route_single({**q, "user_id": "q"})["model_name"] == "big-llama"
+    assert router.route_single({**q, "user_id": "c"})["model_name"] == "small-qwen"
+
+    flat = train_opposite(train_cfg, tmp_path / "no_users", "graph=no_users")
+    accs = [flat["test"]["per_user"][u]["accuracy"] for u in ("q", "c")]
+    assert min(accs) <= 0.5 and np.mean(accs) <= 0.6
+    assert flat["test"]["overall"]["disagreement"] == 0.0
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in ("graph", "model", "masking", "logger")
+                                          for o in options(g)])
+def test_every_option_trains_one_epoch(train_cfg, tmp_path, group, option, monkeypatch):
+    cfg = train_cfg(f"{group}={option}", "train_epoch=1")
+    if option == "wandb_online":  # no account here: a clear error, before any training
+        monkeypatch.delenv("WANDB_API_KEY", raising=False)
+        monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+        with pytest.raises(RuntimeError, match="WANDB_API_KEY"):
+            run(cfg, tmp_path)
+        return
+    out = run(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["overall"]["accuracy"] <= 1.0
+    assert out["epochs"] == 1 and np.isfinite(out["val/reward"])
+    assert (tmp_path / "router" / "weights.safetensors").is_file()
+    if option != "none":
+        runs = list((tmp_path / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1
+        tables = list(runs[0].glob("files/media/table/test/per_user*.table.json"))
+        assert tables, "the W&B run holds no per-user table"
+        table = json.loads(tables[0].read_text())
+        assert "accuracy" in table["columns"] and len(table["data"]) == 9
+
+
+def test_same_seed_same_metrics_other_seed_differs(train_cfg, tmp_path):
+    a = run(train_cfg("logger=none", "train_epoch=3"), tmp_path / "a")
+    b = run(train_cfg("logger=none", "train_epoch=3"), tmp_path / "b")
+    keys = [k for k in a if k.startswith(("val/", "test/"))]
+    assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+    hist_a = pd.read_csv(tmp_path / "a" / "history.csv")
+    hist_b = pd.read_csv(tmp_path / "b" / "history.csv")
+    assert hist_a["train/loss"].tolist() == hist_b["train/loss"].tolist()
+    c = pd.read_csv(run(train_cfg("logger=none", "train_epoch=3", "random_state=1"),
+                        tmp_path / "c") and tmp_path / "c" / "history.csv")
+    assert c["train/loss"].tolist() != hist_a["train/loss"].tolist()
+
+
+def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path):
+    from proute.data.pipeline import prepare_from_config
+    from proute.train import build_graph_from
+
+    cfg = train_cfg("logger=none", "train_epoch=2")
+    run(cfg, tmp_path)
+    router = PersonalizedRouter.load(tmp_path / "router")
+    prepared = prepare_from_config(cfg)
+    rg = build_graph_from(prepared, cfg.graph)
+    test_pairs = rg.pairs.iloc[rg.pairs_of("test").numpy()]
+    emb = dict(zip(prepared.query_ids, prepared.query_emb))
+    scores, tasks = router.score(None, list(test_pairs["user_id"]), list(test_pairs["task"]),
+                                 query_emb=np.stack([emb[q] for q in test_pairs["query_id"]]))
+    # The same model weights evaluated on the full graph, as the trainer did.
+    from proute.models import build_model
+    from safetensors.torch import load_file
+
+    model = build_model(**router.meta["model"])
+    model.load_state_dict(load_file(str(tmp_path / "router" / "weights.safetensors")))
+    model.eval()
+    with torch.no_grad():
+        h = model(rg.graph)
+        nodes = rg.pair_node[rg.pairs_of("test")]
+        full = model.score_all(h, nodes, rg.query_user[nodes]).numpy()
+    np.testing.assert_allclose(scores, full, atol=1e-5)
+    # Reloading twice gives bit-identical scores.
+    again, _ = PersonalizedRouter.load(tmp_path / "router").score(
+        None, list(test_pairs["user_id"]), list(test_pairs["task"]),
+        query_emb=np.stack([emb[q] for q in test_pairs["query_id"]]))
+    np.testing.assert_array_equal(scores, again)
+
+
+def test_corrupt_router_files_give_clear_errors(train_cfg, tmp_path):
+    run(train_cfg("logger=none", "train_epoch=1"), tmp_path)
+    d = tmp_path / "router"
+    (d / "weights.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(RouterFormatError, match="weights.safetensors"):
+        PersonalizedRouter.load(d)
+    (d / "router.json").write_text("{ broken")
+    with pytest.raises(RouterFormatError, match="router.json.*not valid JSON"):
+        PersonalizedRouter.load(d)
+    (d / "context.safetensors").unlink()
+    with pytest.raises(RouterFormatError, match="missing context.safetensors"):
+        PersonalizedRouter.load(d)
+
+
+def test_unknown_user_is_a_clear_error(train_cfg, tmp_path):
+    run(train_cfg("logger=none", "train_epoch=1"), tmp_path)
+    router = PersonalizedRouter.load(tmp_path / "router")
+    with pytest.raises(KeyError, match="unknown user_id 'zed'"):
+        router.route_single({"query": "hello", "user_id": "zed"})
+
+
+def test_declared_sizes_must_match_the_data(train_cfg, tmp_path):
+    with pytest.raises(ValueError, match="user_num=3.*data has 9"):
+        run(train_cfg("logger=none", "user_num=3"), tmp_path)
+
+
+def test_cuda_without_cuda_is_a_clear_error(train_cfg, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        run(train_cfg("logger=none", "device=cuda"), tmp_path)
+
+
+def test_failed_run_still_finishes_the_wandb_run(train_cfg, tmp_path, monkeypatch):
+    import proute.training as training
+
+    def boom(*a, **k):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(training.Trainer, "fit", boom)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run(train_cfg("logger=wandb"), tmp_path)
+    import wandb
+
+    assert wandb.run is None
