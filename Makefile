@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export DGLBACKEND := pytorch
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full data-summary clean
+.PHONY: help install test test-full data-summary reproduce bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -34,6 +34,13 @@ test-full: install ## all tests, slow ones included
 
 data-summary: install ## summarise the default dataset (users, queries, splits, best LLMs)
 	$(BIN)/python -m proute.data
+
+reproduce: install ## train the default router on the bundled data; write outputs/reproduce/report.md
+	$(BIN)/python -m proute.train hydra.run.dir=outputs/reproduce/default
+	$(BIN)/python scripts/report.py outputs/reproduce/default --out outputs/reproduce/report.md
+
+bench: install ## data-load/cache, masking, training-step and routing-latency benchmarks
+	$(BIN)/python scripts/bench.py
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .cache .pytest_cache

@@ -180,3 +180,15 @@ def test_failed_run_still_finishes_the_wandb_run(train_cfg, tmp_path, monkeypatc
     import wandb
 
     assert wandb.run is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_preset_trains_one_epoch(train_cfg, tmp_path, experiment):
+    small = ["users.queries_per_user=5"] if experiment == "sparse_users" else []
+    out = run(train_cfg(f"experiment={experiment}", "train_epoch=1", "logger=none", *small),
+              tmp_path)
+    assert np.isfinite(out["test/reward"])
+    if experiment == "new_users":
+        metrics = json.loads((tmp_path / "metrics.json").read_text())
+        assert metrics["test"]["new_users"]["n"] > 0
