@@ -192,3 +192,4 @@ def test_every_experiment_preset_trains_one_epoch(train_cfg, tmp_path, experimen
     if experiment == "new_users":
         metrics = json.loads((tmp_path / "metrics.json").read_text())
         assert metrics["test"]["new_users"]["n"] > 0
+

@@ -27,8 +27,8 @@ class NullLogger:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         pass
 
-    def log_table(self, key: str, frame: pd.DataFrame, bar: tuple[str, str] | None = None) -> None:
-        pass
+    def log_table(self, key: str, frame: pd.DataFrame, bars: Sequence[tuple[str, str]] = ()) -> None:
+        """Log a table, with a bar chart (x column, y column) for each of ``bars``."""
 
     def log_summary(self, values: dict[str, Any]) -> None:
         pass
@@ -90,13 +90,13 @@ class WandbLogger(NullLogger):
     def log_metrics(self, metrics, step=None):
         self.run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
 
-    def log_table(self, key, frame, bar=None):
+    def log_table(self, key, frame, bars=()):
         import wandb
 
         table = wandb.Table(dataframe=frame.reset_index(drop=True))
         payload: dict[str, Any] = {key: table}
-        if bar is not None:
-            payload[f"{key}_chart"] = wandb.plot.bar(table, bar[0], bar[1], title=key)
+        for x, y in bars:
+            payload[f"{key}_{y}"] = wandb.plot.bar(table, x, y, title=f"{key}: {y}")
         self.run.log(payload)
 
     def log_summary(self, values):

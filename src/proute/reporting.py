@@ -62,7 +62,9 @@ def write_run_report(run_dir: Path, val: dict, test: dict, baselines: dict, hist
     plot_per_user(per_user, per_user_frame(fixed) if fixed else None,
                   run_dir / "per_user.png", "test split, per user")
 
-    logger.log_table("test/per_user", per_user, bar=("user_id", "accuracy"))
+    per_user["user_id"] = per_user["user_id"].astype(str)
+    logger.log_table("test/per_user", per_user,
+                     bars=[("user_id", "accuracy"), ("user_id", "reward")])
     summary = {f"test/{k}": v for k, v in test["overall"].items()}
     summary.update({f"val/{k}": v for k, v in val["overall"].items()})
     for name, m in baselines.get("test", {}).items():
