@@ -37,9 +37,11 @@ def plot_per_user(frame: pd.DataFrame, baseline: pd.DataFrame | None, path: Path
         ax.set_xticks(x, users)
         ax.set_xlabel("user")
         ax.set_ylabel(label)
-        ax.legend(fontsize=8)
+        ax.set_ylim(0, 1.05)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
