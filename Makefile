@@ -36,8 +36,8 @@ data-summary: install ## summarise the default dataset (users, queries, splits, 
 	$(BIN)/python -m proute.data
 
 reproduce: install ## train the default router on the bundled data; write outputs/reproduce/report.md
-	$(BIN)/python -m proute.train hydra.run.dir=outputs/reproduce/default
-	$(BIN)/python scripts/report.py outputs/reproduce/default --out outputs/reproduce/report.md
+	$(BIN)/python -m proute.train task_name=reproduce
+	$(BIN)/python scripts/report.py --latest outputs/reproduce/runs --out outputs/reproduce/report.md
 
 bench: install ## data-load/cache, masking, training-step and routing-latency benchmarks
 	$(BIN)/python scripts/bench.py

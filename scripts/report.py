@@ -1,6 +1,7 @@
 """Write a Markdown report of training runs: the GNN against the baselines on test.
 
     python scripts/report.py outputs/reproduce/default [more run dirs] [--out report.md]
+    python scripts/report.py --latest outputs/reproduce/runs --out outputs/reproduce/report.md
 
 Reads each run's ``metrics.json`` (written by ``python -m proute.train``) and prints, per
 run, the overall test metrics of the GNN and of every baseline, and per user the GNN's
@@ -55,9 +56,18 @@ def report(run_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("runs", nargs="*", type=Path, help="run directories")
+    parser.add_argument("--latest", type=Path,
+                        help="a folder of runs: report the newest finished one in it")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
+    if args.latest:
+        finished = sorted(p.parent for p in args.latest.glob("*/metrics.json"))
+        if not finished:
+            raise SystemExit(f"{args.latest}: no finished run (no */metrics.json)")
+        args.runs.append(finished[-1])
+    if not args.runs:
+        parser.error("give run directories or --latest FOLDER")
     text = "\n".join(report(r) for r in args.runs)
     print(text)
     if args.out:

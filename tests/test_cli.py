@@ -74,3 +74,18 @@ def test_cli_infer_errors_are_one_line(trained_run, tmp_path):
                           "--query", "hi", "--user", "1"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert "missing router.json" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_report_latest_picks_the_newest_finished_run(trained_run, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_run, runs / "2026-01-01_00-00-00")
+    (runs / "2026-01-02_00-00-00").mkdir()  # a failed run: no metrics.json
+    out = subprocess.run([sys.executable, "scripts/report.py", "--latest", str(runs)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "2026-01-01_00-00-00" in out.stdout
+    out = subprocess.run([sys.executable, "scripts/report.py", "--latest", str(tmp_path / "x")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode != 0 and "no finished run" in out.stderr

@@ -193,3 +193,12 @@ def test_every_experiment_preset_trains_one_epoch(train_cfg, tmp_path, experimen
         metrics = json.loads((tmp_path / "metrics.json").read_text())
         assert metrics["test"]["new_users"]["n"] > 0
 
+
+
+def test_a_finished_run_is_never_overwritten(train_cfg, tmp_path):
+    run(train_cfg("logger=none", "train_epoch=1"), tmp_path)
+    before = (tmp_path / "metrics.json").read_text()
+    with pytest.raises(FileExistsError, match="already holds a finished run"):
+        run(train_cfg("logger=none", "train_epoch=1", "random_state=3"), tmp_path)
+    assert (tmp_path / "metrics.json").read_text() == before
+    run(train_cfg("logger=none", "train_epoch=1", "random_state=3", "overwrite=true"), tmp_path)

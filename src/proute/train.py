@@ -66,6 +66,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from proute.reporting import write_run_report
     from proute.training import resolve_device, seed_everything
 
+    if (run_dir / "metrics.json").exists() and not cfg.get("overwrite", False):
+        raise FileExistsError(
+            f"{run_dir} already holds a finished run (metrics.json); proute does not overwrite "
+            "it. Choose another hydra.run.dir, or pass overwrite=true.")
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
