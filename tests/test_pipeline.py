@@ -99,3 +99,24 @@ def test_data_summary_command_reports_bad_config(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode != 0
     assert "split_ratio" in out.stderr
+
+
+def test_lookup_table_reaches_the_known_level_on_the_default_data(default_data):
+    """DESIGN.md: on the paper's users the best LLM per (user, task) on train reaches about
+    80% of the oracle's reward. Far above would mean leakage, far below a broken pipeline."""
+    from proute.baselines import evaluate_baselines
+
+    t = default_data.table
+    test = t[t["split"] == "test"]
+    llms = sorted(t["llm"].unique())
+    wide = test.pivot_table(index=["user_id", "query_id", "task"], columns="llm",
+                            values=["reward", "performance", "cost"])
+    nodes = wide.index.to_frame(index=False)
+    dense = {k: wide[k].reindex(columns=llms).to_numpy() for k in ("reward", "performance",
+                                                                    "cost")}
+    dense["observed"] = ~np.isnan(dense["reward"])
+    res = evaluate_baselines(t[t["split"] == "train"], nodes, dense, llms)
+    ratio = res["per_user_task"]["overall"]["reward_ratio"]
+    assert 0.75 < ratio < 0.85, ratio
+    assert res["per_user"]["overall"]["reward"] < res["per_user_task"]["overall"]["reward"]
+    assert res["random"]["overall"]["reward_ratio"] < 0.5
