@@ -202,3 +202,21 @@ def test_a_finished_run_is_never_overwritten(train_cfg, tmp_path):
         run(train_cfg("logger=none", "train_epoch=1", "random_state=3"), tmp_path)
     assert (tmp_path / "metrics.json").read_text() == before
     run(train_cfg("logger=none", "train_epoch=1", "random_state=3", "overwrite=true"), tmp_path)
+
+
+def test_cuda_with_a_cpu_only_dgl_names_the_fix(monkeypatch):
+    """With CUDA visible to torch but DGL built without CUDA (the PyPI wheel), the error
+    says so and how to install a CUDA build; device=auto falls back to the CPU."""
+    from proute.training import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    import dgl
+
+    def cpu_only(self, device, **kwargs):
+        raise dgl.DGLError("Device API cuda is not enabled. Please install the cuda version "
+                           "of dgl.")
+
+    monkeypatch.setattr(dgl.DGLGraph, "to", cpu_only)
+    with pytest.raises(RuntimeError, match="no CUDA support.*CUDA build of DGL"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
