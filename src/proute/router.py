@@ -233,9 +233,8 @@ class PersonalizedRouter:
                     if t not in self._task_index:
                         raise KeyError(f"unknown task {t!r}; known tasks: {self.tasks}")
                     task_idx[i] = self._task_index[t]
-        has_users = bool(self.meta["model"].get("num_users"))
-        logits = self.model.score_new(self.context, q, user_idx if has_users else None,
-                                      task_idx if "task" in self.context.h else None)
+        # The model ignores user/task indices when its graph has no such nodes.
+        logits = self.model.score_new(self.context, q, user_idx, task_idx)
         return logits.float().cpu().numpy(), [self.tasks[i] for i in task_idx.tolist()]
 
     def route_batch(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

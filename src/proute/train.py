@@ -101,14 +101,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         val = trainer.evaluate(model, rg, "val")
         test = trainer.evaluate(model, rg, "test")   # the one and only test evaluation
         train_rows = table[table["split"] == "train"]
-        baselines = {}
-        for split in ("val", "test"):
-            pairs = rg.pairs_of(split)
-            dense = {k: getattr(rg, f"pair_{k}")[pairs].cpu().numpy()
-                     for k in ("reward", "performance", "cost", "observed")}
-            baselines[split] = evaluate_baselines(
-                train_rows, rg.pairs.iloc[pairs.cpu().numpy()].reset_index(drop=True), dense,
-                list(rg.llms), names=list(cfg.baselines))
+        baselines = {split: evaluate_baselines(train_rows, *rg.split_block(split),
+                                               list(rg.llms), names=list(cfg.baselines))
+                     for split in ("val", "test")}
         timing = {"data_seconds": data_seconds, "train_seconds": train_seconds,
                   "epochs": len(history), "best_epoch": trainer.best_epoch,
                   "seconds_per_epoch": train_seconds / max(1, len(history)),

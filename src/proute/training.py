@@ -154,14 +154,10 @@ class Trainer:
         return model.score_all(h, nodes, rg.query_user[nodes]).float().cpu().numpy()
 
     def evaluate(self, model, rg, split: str) -> dict[str, Any]:
-        pairs = rg.pairs_of(split)
-        dense = {k: getattr(rg, f"pair_{k}")[pairs].cpu().numpy()
-                 for k in ("reward", "performance", "cost", "observed")}
-        return routing_metrics(
-            self.scores(model, rg, split), dense["reward"], dense["performance"],
-            dense["cost"], dense["observed"],
-            rg.pairs.iloc[pairs.cpu().numpy()].reset_index(drop=True), list(rg.llms),
-        )
+        pairs, dense = rg.split_block(split)
+        return routing_metrics(self.scores(model, rg, split), dense["reward"],
+                               dense["performance"], dense["cost"], dense["observed"],
+                               pairs, list(rg.llms))
 
     # -- fitting ------------------------------------------------------------------------
     def fit(self, model, rg, masking, generator: torch.Generator,

@@ -173,6 +173,15 @@ class RoutingGraph:
         ids = np.flatnonzero(self.pairs["split"].to_numpy() == split)
         return torch.as_tensor(ids, dtype=torch.int64, device=self.device)
 
+    def split_block(self, split: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """The (user, query) pairs of ``split`` and their ``reward``, ``performance``,
+        ``cost`` and ``observed`` matrices as numpy, row-aligned: what every router is
+        evaluated on (:func:`proute.metrics.routing_metrics`)."""
+        pairs = self.pairs_of(split)
+        dense = {k: getattr(self, f"pair_{k}")[pairs].cpu().numpy()
+                 for k in ("reward", "performance", "cost", "observed")}
+        return self.pairs.iloc[pairs.cpu().numpy()].reset_index(drop=True), dense
+
     def to(self, device) -> "RoutingGraph":
         """A copy with the graph and all tensors on ``device`` (tables are shared)."""
         device = torch.device(device)
