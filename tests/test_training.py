@@ -113,7 +113,7 @@ def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path):
     prepared = prepare_from_config(cfg)
     rg = build_graph_from(prepared, cfg.graph)
     test_pairs = rg.pairs.iloc[rg.pairs_of("test").numpy()]
-    emb = dict(zip(prepared.query_ids, prepared.query_emb))
+    emb = prepared.query_embedding_dict()
     scores, tasks = router.score(None, list(test_pairs["user_id"]), list(test_pairs["task"]),
                                  query_emb=np.stack([emb[q] for q in test_pairs["query_id"]]))
     # The same model weights evaluated on the full graph, as the trainer did.

@@ -74,7 +74,7 @@ class PersonalizedRouter:
             context = model.context_cache(rg.graph)
         table = prepared.table
         train_q = table.loc[table["split"] == "train"].drop_duplicates("query_id")
-        emb = dict(zip(prepared.query_ids, prepared.query_emb))
+        emb = prepared.query_embedding_dict()
         dim = prepared.query_emb.shape[1]
         centroids = np.zeros((len(rg.tasks), dim), dtype=np.float32)
         for i, task in enumerate(rg.tasks):
