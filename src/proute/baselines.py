@@ -11,7 +11,7 @@ evaluation in :mod:`proute.metrics` treats every router alike.
   policy" the GNN must beat.
 - ``per_user_task``: for each (user, task), the LLM with the best mean train reward,
   backing off to the user's choice for a task the user never asked in training. On the
-  paper's users this lookup table is the strong reference (DESIGN.md, "Facts").
+  paper's users this lookup table is the strong reference (docs/DESIGN.md §10).
 """
 
 from __future__ import annotations

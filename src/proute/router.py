@@ -12,7 +12,8 @@ Layout of an exported router directory::
 Nothing is unpickled: weights are safetensors, metadata JSON (torch before 2.6 can run
 code from a crafted ``torch.load`` file). Routing a query never touches the training
 graph: its representation is computed from the cached context states (val/test query nodes
-are receivers only in the training graph, so this is exactly what evaluation computed).
+are receivers only in the training graph, so this is exactly what evaluation computed; the
+reference code rebuilt the graph per query: docs/DESIGN.md §4, flaw 4).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ the training graph (the masking strategy decides which query→llm edges are hid
 scored); an epoch is ``steps_per_epoch`` steps followed by one validation pass. Training
 stops after ``patience`` epochs without a better validation ``monitor`` value, the best
 validation weights are restored, and the test split is evaluated exactly once — by the
-caller, after :meth:`Trainer.fit` (never model selection on test: flaw 2 of the
-reference code).
+caller, after :meth:`Trainer.fit` (never model selection on test: docs/DESIGN.md §3 and
+§4, flaw 2).
 
 Losses (``trainer.loss``):
 

@@ -3,7 +3,8 @@
 Every split is by **query text** (``query_id``): a text asked by several users lands in the
 same split for all of them, so no test query's LLM outcomes are ever seen in training
 (the LLM outcomes of a text are the same for every user). Within each task the query ids
-are shuffled with the seed and cut by ``ratios`` (stratified by task).
+are shuffled with the seed and cut by ``ratios`` (stratified by task), never by file order
+(docs/DESIGN.md §7; §4, flaw 5).
 
 - :class:`QuerySplit` — by query; a ``split`` column already in the data is honoured.
 - :class:`ProvidedSplit` — the data's own ``split`` column, required.

@@ -1,4 +1,4 @@
-"""Simulated users on top of real per-query quality and cost (DESIGN.md, "Users").
+"""Simulated users on top of real per-query quality and cost (docs/DESIGN.md §6, "Users").
 
 No public per-user routing data exists at a usable size, so users are simulated from the
 measured performance and cost of each (query, llm). A simulator turns a query-level table

@@ -23,7 +23,8 @@ Unobserved (val/test) query nodes are **receivers only**: they get ``asks`` and
 ``contains`` edges but no outcome edges and no ``asked_by``/``belongs_to`` edges, so no
 unobserved query influences any other node. The representation of a new query therefore
 depends only on cached user/task/LLM states (see
-:meth:`proute.models.HeteroGNNEncoder.encode_new_queries`).
+:meth:`proute.models.HeteroGNNEncoder.encode_new_queries`; docs/DESIGN.md §2 and §3).
+User nodes and per-user query nodes are what the reference code lacked (§4, flaw 1).
 
 There are no self-loop relations: the encoder adds an explicit per-node-type self term.
 

@@ -10,7 +10,7 @@ Strategies that hide *every* outcome edge of a query node (:class:`QueryMasking`
 :class:`UserBalancedMasking`, :class:`ColdStartMasking`) also remove that node's outgoing
 ``asked_by``/``belongs_to`` edges, so a masked node looks exactly like a val/test query
 (a receiver only, see :mod:`proute.graph.builder`): the model trains on the situation it
-meets at test time (the reference code's flaw 6). :class:`RandomEdgeMasking` is the paper's
+meets at test time (docs/DESIGN.md §4, flaw 6). :class:`RandomEdgeMasking` is the paper's
 scheme (random single edges, the node keeps its other edges) for comparison.
 
 Speed: the per-graph index (outcome edges per query node, context edge ids per node) is

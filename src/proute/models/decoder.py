@@ -2,7 +2,7 @@
 
 Every decoder returns **logits** (no sigmoid): the loss applies ``BCEWithLogitsLoss`` or a
 softmax over LLMs itself (the reference code applied a sigmoid and then BCEWithLogits, a
-double sigmoid). With ``use_user=False`` (graphs without user nodes) the user term is
+double sigmoid: docs/DESIGN.md §4, flaw 3). With ``use_user=False`` (graphs without user nodes) the user term is
 dropped and ``h_user`` must be None.
 
 Two call forms:

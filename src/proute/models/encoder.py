@@ -11,7 +11,8 @@ relation sum is :class:`dgl.nn.HeteroGraphConv` with one module per relation (se
 :mod:`proute.models.layers`). The explicit per-node-type self term :math:`W_{self,t}` is
 what keeps a query node's own text embedding (``GraphConv`` has no self term; a val/test
 query node receives only from its user and task) and what gives a node without in-edges of
-some relation a non-zero output (``HeteroGraphConv`` silently allows zero in-degree).
+some relation a non-zero output (``HeteroGraphConv`` silently allows zero in-degree; see
+docs/DESIGN.md §9).
 
 Fast inference for unobserved queries: val/test (and brand-new) query nodes are receivers
 only, so the states of user, task and LLM nodes do not depend on them. Cache the per-layer
