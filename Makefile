@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export DGLBACKEND := pytorch
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full data-summary reproduce bench clean
+.PHONY: help install test test-full lint format data-summary reproduce bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -31,6 +31,16 @@ test: install ## fast tests (not marked slow)
 
 test-full: install ## all tests, slow ones included
 	$(BIN)/python -m pytest -q
+
+LINT_PATHS := src tests scripts
+
+lint: install ## check style and common bugs with ruff (lint rules and formatting; changes nothing)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: install ## rewrite the code in place: ruff's safe fixes (import order) and ruff format
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
 
 data-summary: install ## summarise the default dataset (users, queries, splits, best LLMs)
 	$(BIN)/python -m proute.data
