@@ -232,8 +232,11 @@ def test_to_device_and_repr(rg):
 def test_graph_configs(syn, name):
     from omegaconf import OmegaConf
 
-    root = OmegaConf.create({"edge_dim": 1, "llm_family": ["llama"], "graph": OmegaConf.load(CONF / "graph" / f"{name}.yaml")})
-    kwargs = OmegaConf.to_container(root.graph, resolve=True)
+    from proute.config import compose
+
+    # Through Hydra: the variants inherit from graph/default (defaults list).
+    cfg = compose("train", [f"graph={name}", "edge_dim=1", "llm_family=[llama]"])
+    kwargs = OmegaConf.to_container(cfg.graph, resolve=True)
     rg = build_graph(*syn.graph_inputs(), llm_families=syn.llm_family, **kwargs)
     assert rg.has_users == (name != "no_users")
     assert rg.has_tasks == (name != "no_tasks")
