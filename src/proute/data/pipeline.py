@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from proute.data.outcomes import with_reward
 from proute.data.splits import check_query_disjoint
 from proute.data.table import USER_COLUMN, RoutingData
 
@@ -42,7 +43,7 @@ class PreparedData:
 
     def query_embedding_dict(self) -> dict[str, np.ndarray]:
         assert self.query_emb is not None, "loaded without an encoder"
-        return dict(zip(self.query_ids, self.query_emb))
+        return dict(zip(self.query_ids, self.query_emb, strict=True))
 
 
 def prepare(
@@ -60,8 +61,8 @@ def prepare(
     t = time.perf_counter()
     if users is not None:
         data = users(data)
-    elif "reward" not in data.table.columns:
-        data.table = data.table.assign(reward=data.table["performance"].astype(float))
+    else:
+        data.table = with_reward(data.table)
     if split is not None:
         data = split(data)
     table = data.table.reset_index(drop=True)

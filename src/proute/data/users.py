@@ -23,7 +23,7 @@ Simulators:
   listed in the config, with a seed.
 
 A dataset that already has users (a ``user_id`` column) is used unchanged; if it lacks a
-``reward`` column, ``reward = performance``.
+``reward`` column, ``reward = performance`` (:func:`proute.data.outcomes.with_reward`).
 """
 
 from __future__ import annotations
@@ -34,30 +34,20 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from proute.data.outcomes import cost_efficiency_reward, normalize_cost, with_reward
 from proute.data.table import USER_COLUMN, DataError, RoutingData
 
+__all__ = [
+    "PAPER_PREFERENCES",
+    "ArchetypeUsers",
+    "CostEfficiencyUsers",
+    "DataUsers",
+    "UserSimulator",
+    "cost_efficiency_reward",  # defined in proute.data.outcomes
+    "normalize_cost",  # defined in proute.data.outcomes
+]
+
 PAPER_PREFERENCES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-def normalize_cost(table: pd.DataFrame) -> np.ndarray:
-    """Cost min-max normalised within each task (0 where a task's costs are all equal)."""
-    cost = table["cost"].to_numpy(dtype=float)
-    grouped = table.groupby("task", sort=False)["cost"]
-    lo = grouped.transform("min").to_numpy(dtype=float)
-    hi = grouped.transform("max").to_numpy(dtype=float)
-    span = hi - lo
-    out = np.zeros_like(cost)
-    ok = span > 0
-    out[ok] = (cost[ok] - lo[ok]) / span[ok]
-    return out
-
-
-def cost_efficiency_reward(
-    performance: np.ndarray, cost_norm: np.ndarray, p: np.ndarray | float
-) -> np.ndarray:
-    """The paper's reward: ``p · performance − (1 − p) · cost_norm``."""
-    p = np.asarray(p, dtype=float)
-    return p * np.asarray(performance, dtype=float) - (1.0 - p) * np.asarray(cost_norm, dtype=float)
 
 
 def _assign_queries(
@@ -115,10 +105,7 @@ class UserSimulator:
 
     def __call__(self, data: RoutingData) -> RoutingData:
         if data.has_users:
-            table = data.table
-            if "reward" not in table.columns:
-                table = table.assign(reward=table["performance"].astype(float))
-            return RoutingData(table, data.llms, data.tasks, data.name,
+            return RoutingData(with_reward(data.table), data.llms, data.tasks, data.name,
                                {**data.meta, "users": "from data"})
         rng = np.random.default_rng(self.seed)
         profiles = self.user_profiles(rng, data)
