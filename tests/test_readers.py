@@ -626,12 +626,17 @@ def test_dataset_configs_instantiate_their_readers():
     for name, fn in expected.items():
         node = OmegaConf.load(ROOT / "conf" / "dataset" / f"{name}.yaml")
         assert node["_target_"] == f"proute.data.readers.{fn.__name__}"
+    # The output-token table lives in the code only; the yaml defers to it.
     llmrouter = OmegaConf.load(ROOT / "conf" / "dataset" / "llmrouter.yaml")
-    assert OmegaConf.to_container(llmrouter.output_tokens) == DEFAULT_OUTPUT_TOKENS
+    assert llmrouter.output_tokens is None
 
     # The fixture folder mirrors data/ (llmrouter/...), so it can stand in for paths.data_dir.
     data = instantiate(_dataset_cfg("llmrouter", DATA).dataset)
     assert len(data.table) == 99 and data.meta["cost"]["output_tokens"]["gsm8k"] == 256
+    assert data.meta["cost"]["output_tokens"] == {
+        t: float(DEFAULT_OUTPUT_TOKENS.get(t, DEFAULT_OUTPUT_TOKENS["default"]))
+        for t in data.tasks.index
+    }
     data = instantiate(_dataset_cfg("nq", DATA).dataset)
     assert len(data.table) == 30 and "gemma-2-27b-it" in data.llms.index
     data = instantiate(_dataset_cfg("table", DATA, path=str(NATIVE / "table.jsonl")).dataset)
@@ -640,3 +645,13 @@ def test_dataset_configs_instantiate_their_readers():
     assert len(instantiate(cfg.dataset).table) == 8
     cfg = _dataset_cfg("personalizedrouter_csv", DATA, path=str(PR_CSV))
     assert len(instantiate(cfg.dataset).table) == 12
+
+
+def test_llmrouter_output_tokens_override_through_hydra():
+    from proute.config import compose
+
+    cfg = compose("data", [f"paths.data_dir={DATA}", "dataset.output_tokens={default:10}"])
+    data = instantiate(cfg.dataset)
+    assert data.meta["cost"]["output_tokens"] == {t: 10.0 for t in data.tasks.index}
+    default = instantiate(compose("data", [f"paths.data_dir={DATA}"]).dataset)
+    assert (data.table["cost"] < default.table["cost"]).all()
