@@ -27,13 +27,13 @@ def cache_dir(tmp_path_factory) -> Path:
 def fixture_overrides(cache_dir) -> list[str]:
     """Overrides that point the default config at the small fixtures under tests/data."""
     return [f"paths.data_dir={FIXTURES}", f"paths.cache_dir={cache_dir}",
-            "encoder.show_progress=false"]
+            "text_encoder.show_progress=false"]
 
 
 def train_overrides(tmp_path: Path, cache: Path) -> list[str]:
     """The real train config shrunk: fixture data, 2 epochs, CPU, quiet, W&B offline."""
     return [f"paths.data_dir={FIXTURES}", f"paths.cache_dir={cache}",
-            "encoder.show_progress=false", "train_epoch=2", "trainer.steps_per_epoch=1",
+            "text_encoder.show_progress=false", "train_epoch=2", "trainer.steps_per_epoch=1",
             "batch_size=2", "device=cpu", "quiet=true", f"hydra.run.dir={tmp_path}"]
 
 

@@ -64,13 +64,13 @@ def test_summary_shares_sum_to_one(default_data):
 
 def test_second_load_reuses_cached_embeddings(fixture_overrides, tmp_path):
     overrides = fixture_overrides[:1] + [f"paths.cache_dir={tmp_path}",
-                                         "encoder.show_progress=false"]
+                                         "text_encoder.show_progress=false"]
     cfg = compose("data", overrides)
     first = prepare_from_config(cfg)
     assert first.query_emb.shape == (len(first.query_ids), 384)
     assert first.llm_emb.shape == (len(first.data.llms), 384)
     # A second load encodes nothing: the model is never loaded.
-    enc = instantiate(cfg.encoder)
+    enc = instantiate(cfg.text_encoder)
     from proute.data.pipeline import prepare
 
     second = prepare(instantiate(cfg.dataset, _partial_=True), instantiate(cfg.users),

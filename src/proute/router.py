@@ -83,7 +83,7 @@ class PersonalizedRouter:
             if len(ids):
                 c = np.mean([emb[q] for q in ids], axis=0)
                 centroids[i] = c / max(np.linalg.norm(c), 1e-12)
-        encoder_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
+        encoder_cfg = OmegaConf.to_container(cfg.text_encoder, resolve=True)
         encoder_cfg = {k: v for k, v in encoder_cfg.items() if k not in ("cache_dir",)}
         llm_table = prepared.data.llms.reindex(rg.llms)
         meta = {
@@ -186,7 +186,7 @@ class PersonalizedRouter:
     @property
     def encoder(self):
         if self._encoder is None:
-            from proute.data.encoders import TextEncoder
+            from proute.data.text_encoders import TextEncoder
 
             spec = {k: v for k, v in self.meta["encoder"].items() if not k.startswith("_")}
             spec.update(cache_dir=None, show_progress=False)

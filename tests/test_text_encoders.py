@@ -1,4 +1,4 @@
-"""Tests of the text encoders and their on-disk embedding cache (proute.data.encoders)."""
+"""Tests of the text encoders and their on-disk embedding cache (proute.data.text_encoders)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from proute.data.encoders import (
+from proute.data.text_encoders import (
     EmbeddingCache,
     EmbeddingCacheError,
     ModelNotAvailableError,
