@@ -10,12 +10,11 @@ import pandas as pd
 import pytest
 from hydra.utils import instantiate
 
+from conftest import FIXTURES, ROOT
 from proute.config import compose
 from proute.data.pipeline import prepare_from_config
 from proute.data.summary import best_llm_distribution, summarize
 from proute.data.users import normalize_cost
-
-from conftest import FIXTURES, ROOT
 
 
 @pytest.fixture(scope="module")

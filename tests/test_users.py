@@ -30,6 +30,26 @@ def test_normalize_cost_is_min_max_within_task():
     np.testing.assert_allclose(normalize_cost(t), [0.0, 1.0, 0.5, 0.0, 0.0])
 
 
+def test_normalize_cost_fitted_on_some_rows():
+    """The graph's edge_dim=2 form: min and max from the fit rows only, applied to all rows;
+    a task without fit rows gives 0; the arithmetic is in the dtype asked for."""
+    t = pd.DataFrame({"task": ["a", "a", "a", "b", "b"], "cost": [1.0, 3.0, 5.0, 2.0, 4.0]})
+    fit = np.array([True, True, False, False, False])
+    got = normalize_cost(t, fit=fit, dtype=np.float32)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.array([0.0, 1.0, 2.0, 0.0, 0.0], np.float32))
+
+
+def test_reward_defaults_to_performance():
+    from proute.data.outcomes import reward_column, with_reward
+
+    t = pd.DataFrame({"performance": [1, 0]})
+    assert reward_column(t) == "performance"
+    assert with_reward(t)["reward"].tolist() == [1.0, 0.0]
+    t = t.assign(reward=[0.5, 0.25])
+    assert reward_column(t) == "reward" and with_reward(t) is t
+
+
 def test_cost_efficiency_reward_formula_exactly():
     data = query_table()
     out = CostEfficiencyUsers(preferences=[0.2, 1.0])(data).table

@@ -18,7 +18,7 @@ are shuffled with the seed and cut by ``ratios`` (stratified by task), never by 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
