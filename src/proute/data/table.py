@@ -79,48 +79,64 @@ def validate_table(
     if len(df) == 0:
         raise DataError(f"{source}: the routing table has no rows")
     df = df.copy()
+    _check_text_and_ids(df, source, require_users)
+    _check_numbers(df, source)
+    _check_llms_and_splits(df, source, llms)
+    _check_unique(df, source, require_users)
+    return df
 
-    # Query text: a non-empty string.
+
+def _first(bad: np.ndarray) -> int:
+    """Position of the first true entry."""
+    return int(np.flatnonzero(bad)[0])
+
+
+def _check_text_and_ids(df: pd.DataFrame, source: str, require_users: bool) -> None:
+    """Query text: a non-empty string; ids present; task and llm as text (in place)."""
     text = df["query"]
     bad = text.isna().to_numpy() | (text.astype(str).str.strip() == "").to_numpy()
     if bad.any():
-        pos = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{source}: {_row_label(df, pos)}: field 'query' is empty; expected non-empty text"
+            f"{source}: {_row_label(df, _first(bad))}: field 'query' is empty; expected non-empty text"
         )
     df["query"] = text.astype(str)
 
     for col in ("query_id", "task", "llm") + ((USER_COLUMN,) if require_users else ()):
         bad = df[col].isna().to_numpy()
         if bad.any():
-            pos = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{source}: {_row_label(df, pos)}: field {col!r} is missing")
+            raise DataError(f"{source}: {_row_label(df, _first(bad))}: field {col!r} is missing")
     df["task"] = df["task"].astype(str)
     df["llm"] = df["llm"].astype(str)
 
+
+def _check_numbers(df: pd.DataFrame, source: str) -> None:
+    """Performance, cost (>= 0) and reward: finite floats (in place)."""
     numeric = ["performance", "cost"] + (["reward"] if "reward" in df.columns else [])
     for col in numeric:
         values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
         bad = ~np.isfinite(values)
         if bad.any():
-            pos = int(np.flatnonzero(bad)[0])
+            pos = _first(bad)
             raise DataError(
                 f"{source}: {_row_label(df, pos)}: field {col!r} is {df[col].iloc[pos]!r}; "
                 "expected a finite number"
             )
         df[col] = values
     if (df["cost"] < 0).any():
-        pos = int(np.flatnonzero((df["cost"] < 0).to_numpy())[0])
+        pos = _first((df["cost"] < 0).to_numpy())
         raise DataError(
             f"{source}: {_row_label(df, pos)}: field 'cost' is {df['cost'].iloc[pos]}; "
             "expected a cost >= 0"
         )
 
+
+def _check_llms_and_splits(df: pd.DataFrame, source: str, llms: Iterable[str] | None) -> None:
+    """LLMs in ``llms`` (when given); split names known, as text (in place)."""
     if llms is not None:
         known = set(map(str, llms))
         unknown = ~df["llm"].isin(known).to_numpy()
         if unknown.any():
-            pos = int(np.flatnonzero(unknown)[0])
+            pos = _first(unknown)
             raise DataError(
                 f"{source}: {_row_label(df, pos)}: field 'llm' is {df['llm'].iloc[pos]!r}, "
                 f"which is not in the LLM table; expected one of {sorted(known)}"
@@ -130,23 +146,25 @@ def validate_table(
         split = df["split"].astype(str)
         bad = ~split.isin(SPLITS).to_numpy()
         if bad.any():
-            pos = int(np.flatnonzero(bad)[0])
+            pos = _first(bad)
             raise DataError(
                 f"{source}: {_row_label(df, pos)}: field 'split' is {df['split'].iloc[pos]!r}; "
                 f"expected one of {list(SPLITS)}"
             )
         df["split"] = split
 
+
+def _check_unique(df: pd.DataFrame, source: str, require_users: bool) -> None:
+    """One row per (user, query, llm)."""
     key = ([USER_COLUMN] if require_users else []) + ["query_id", "llm"]
     dup = df.duplicated(subset=key, keep="first").to_numpy()
     if dup.any():
-        pos = int(np.flatnonzero(dup)[0])
+        pos = _first(dup)
         values = {k: df[k].iloc[pos] for k in key}
         raise DataError(
             f"{source}: {_row_label(df, pos)}: duplicate observation for {values}; "
             f"expected one row per ({', '.join(key)})"
         )
-    return df
 
 
 @dataclass
