@@ -26,15 +26,19 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def fixture_overrides(cache_dir) -> list[str]:
     """Overrides that point the default config at the small fixtures under tests/data."""
-    return [f"paths.data_dir={FIXTURES}", f"paths.cache_dir={cache_dir}",
-            "text_encoder.show_progress=false"]
+    return [f"paths.data_dir={FIXTURES}", f"paths.cache_dir={cache_dir}", "text_encoder.show_progress=false"]
 
 
 def train_overrides(tmp_path: Path, cache: Path) -> list[str]:
-    """The real train config shrunk: fixture data, 2 epochs, CPU, quiet, W&B offline."""
-    return [f"paths.data_dir={FIXTURES}", f"paths.cache_dir={cache}",
-            "text_encoder.show_progress=false", "train_epoch=2", "trainer.steps_per_epoch=1",
-            "batch_size=2", "device=cpu", "quiet=true", f"hydra.run.dir={tmp_path}"]
+    """The real train config shrunk by ``debug=default`` (conf/debug/default.yaml: 2 epochs
+    of one step, batch size 2, CPU, quiet, no W&B run) on the fixture data, writing into
+    ``tmp_path``. A test that checks W&B passes ``logger=wandb`` (offline, see above)."""
+    return [
+        "debug=default",
+        f"paths.data_dir={FIXTURES}",
+        f"paths.cache_dir={cache}",
+        f"hydra.run.dir={tmp_path}",
+    ]
 
 
 @pytest.fixture

@@ -13,16 +13,19 @@ from conftest import ROOT, train_overrides
 def trained_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     cache = tmp_path_factory.mktemp("cache")
-    out = subprocess.run([sys.executable, "-m", "proute.cli", "train", "logger=none",
-                          *train_overrides(run_dir, cache)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "proute.cli", "train", *train_overrides(run_dir, cache)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return run_dir
 
 
 def test_cli_train_writes_a_run(trained_run):
-    for name in ("config.yaml", "environment.json", "metrics.json", "per_user.png",
-                 "router/router.json"):
+    for name in ("config.yaml", "environment.json", "metrics.json", "per_user.png", "router/router.json"):
         assert (trained_run / name).is_file(), name
     env = json.loads((trained_run / "environment.json").read_text())
     assert env["versions"]["dgl"].startswith("2.") and "commit" in env["git"]
@@ -30,33 +33,65 @@ def test_cli_train_writes_a_run(trained_run):
 
 def test_cli_infer_single_and_file(trained_run, tmp_path):
     router = str(trained_run / "router")
-    out = subprocess.run([sys.executable, "-m", "proute.cli", "infer", router, "--query",
-                          "Write a function that reverses a string", "--user", "8",
-                          "--task", "human_eval", "--scores"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "proute.cli",
+            "infer",
+            router,
+            "--query",
+            "Write a function that reverses a string",
+            "--user",
+            "8",
+            "--task",
+            "human_eval",
+            "--scores",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["task"] == "human_eval" and result["user_id"] == 8
     assert result["model_name"] == max(result["scores"], key=result["scores"].get)
     requests = tmp_path / "requests.jsonl"
-    requests.write_text('{"query": "What is 2+2?", "user_id": 0}\n\n'
-                        '{"query": "Capital of France?", "user_id": 1}\nnot json\n')
-    out = subprocess.run([sys.executable, "-m", "proute.cli", "infer", router, "--file",
-                          str(requests)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    requests.write_text(
+        '{"query": "What is 2+2?", "user_id": 0}\n\n{"query": "Capital of France?", "user_id": 1}\nnot json\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "proute.cli", "infer", router, "--file", str(requests)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode != 0 and "line 4: invalid JSON" in out.stderr
-    requests.write_text('{"query": "What is 2+2?", "user_id": 0}\n'
-                        '{"query": "Capital of France?", "user_id": 1}\n')
-    out = subprocess.run([sys.executable, "-m", "proute.cli", "infer", router, "--file",
-                          str(requests)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    requests.write_text(
+        '{"query": "What is 2+2?", "user_id": 0}\n{"query": "Capital of France?", "user_id": 1}\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "proute.cli", "infer", router, "--file", str(requests)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [r["user_id"] for r in lines] == [0, 1]
 
 
 def test_report_script(trained_run, tmp_path):
-    out = subprocess.run([sys.executable, "scripts/report.py", str(trained_run), "--out",
-                          str(tmp_path / "report.md")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "scripts/report.py", str(trained_run), "--out", str(tmp_path / "report.md")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "report.md").read_text()
     metrics = json.loads((trained_run / "metrics.json").read_text())
@@ -65,14 +100,32 @@ def test_report_script(trained_run, tmp_path):
 
 
 def test_cli_infer_errors_are_one_line(trained_run, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "proute.cli", "infer",
-                          str(trained_run / "router"), "--query", "hi", "--user", "77"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "proute.cli",
+            "infer",
+            str(trained_run / "router"),
+            "--query",
+            "hi",
+            "--user",
+            "77",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert "unknown user_id 77" in out.stderr and "Traceback" not in out.stderr
-    out = subprocess.run([sys.executable, "-m", "proute.cli", "infer", str(tmp_path),
-                          "--query", "hi", "--user", "1"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "proute.cli", "infer", str(tmp_path), "--query", "hi", "--user", "1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert "missing router.json" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -82,10 +135,20 @@ def test_report_latest_picks_the_newest_finished_run(trained_run, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(trained_run, runs / "2026-01-01_00-00-00")
     (runs / "2026-01-02_00-00-00").mkdir()  # a failed run: no metrics.json
-    out = subprocess.run([sys.executable, "scripts/report.py", "--latest", str(runs)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "scripts/report.py", "--latest", str(runs)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "2026-01-01_00-00-00" in out.stdout
-    out = subprocess.run([sys.executable, "scripts/report.py", "--latest", str(tmp_path / "x")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "scripts/report.py", "--latest", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode != 0 and "no finished run" in out.stderr

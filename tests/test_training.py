@@ -44,7 +44,7 @@ def train_opposite(train_cfg, tmp_path, *extra):
     table = opposite_users_table(tmp_path / "opposite.csv")
     cfg = train_cfg("dataset=table", f"dataset.path={table}", "users=from_data",
                     "split=provided", "train_epoch=40", "trainer.steps_per_epoch=2",
-                    "trainer.patience=40", "logger=none", *extra)
+                    "trainer.patience=40", *extra)
     run(cfg, tmp_path / "run")
     return json.loads((tmp_path / "run" / "metrics.json").read_text())
 
@@ -81,7 +81,9 @@ def test_every_option_trains_one_epoch(train_cfg, tmp_path, group, option, monke
     assert 0.0 <= metrics["test"]["overall"]["accuracy"] <= 1.0
     assert out["epochs"] == 1 and np.isfinite(out["val/reward"])
     assert (tmp_path / "router" / "weights.safetensors").is_file()
-    if option != "none":
+    if group != "logger" or option == "none":  # the tests' default: no W&B run
+        assert not (tmp_path / "wandb").exists()
+    else:
         runs = list((tmp_path / "wandb").glob("offline-run-*"))
         assert len(runs) == 1
         tables = list(runs[0].glob("files/media/table/test/per_user*.table.json"))
@@ -91,14 +93,14 @@ def test_every_option_trains_one_epoch(train_cfg, tmp_path, group, option, monke
 
 
 def test_same_seed_same_metrics_other_seed_differs(train_cfg, tmp_path):
-    a = run(train_cfg("logger=none", "train_epoch=3"), tmp_path / "a")
-    b = run(train_cfg("logger=none", "train_epoch=3"), tmp_path / "b")
+    a = run(train_cfg("train_epoch=3"), tmp_path / "a")
+    b = run(train_cfg("train_epoch=3"), tmp_path / "b")
     keys = [k for k in a if k.startswith(("val/", "test/"))]
     assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
     hist_a = pd.read_csv(tmp_path / "a" / "history.csv")
     hist_b = pd.read_csv(tmp_path / "b" / "history.csv")
     assert hist_a["train/loss"].tolist() == hist_b["train/loss"].tolist()
-    c = pd.read_csv(run(train_cfg("logger=none", "train_epoch=3", "random_state=1"),
+    c = pd.read_csv(run(train_cfg("train_epoch=3", "random_state=1"),
                         tmp_path / "c") and tmp_path / "c" / "history.csv")
     assert c["train/loss"].tolist() != hist_a["train/loss"].tolist()
 
@@ -107,7 +109,7 @@ def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path):
     from proute.data.pipeline import prepare_from_config
     from proute.train import build_graph_from
 
-    cfg = train_cfg("logger=none", "train_epoch=2")
+    cfg = train_cfg("train_epoch=2")
     run(cfg, tmp_path)
     router = PersonalizedRouter.load(tmp_path / "router")
     prepared = prepare_from_config(cfg)
@@ -136,7 +138,7 @@ def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path):
 
 
 def test_corrupt_router_files_give_clear_errors(train_cfg, tmp_path):
-    run(train_cfg("logger=none", "train_epoch=1"), tmp_path)
+    run(train_cfg("train_epoch=1"), tmp_path)
     d = tmp_path / "router"
     (d / "weights.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(RouterFormatError, match="weights.safetensors"):
@@ -150,7 +152,7 @@ def test_corrupt_router_files_give_clear_errors(train_cfg, tmp_path):
 
 
 def test_unknown_user_is_a_clear_error(train_cfg, tmp_path):
-    run(train_cfg("logger=none", "train_epoch=1"), tmp_path)
+    run(train_cfg("train_epoch=1"), tmp_path)
     router = PersonalizedRouter.load(tmp_path / "router")
     with pytest.raises(KeyError, match="unknown user_id 'zed'"):
         router.route_single({"query": "hello", "user_id": "zed"})
@@ -158,14 +160,14 @@ def test_unknown_user_is_a_clear_error(train_cfg, tmp_path):
 
 def test_declared_sizes_must_match_the_data(train_cfg, tmp_path):
     with pytest.raises(ValueError, match="user_num=3.*data has 9"):
-        run(train_cfg("logger=none", "user_num=3"), tmp_path)
+        run(train_cfg("user_num=3"), tmp_path)
 
 
 def test_cuda_without_cuda_is_a_clear_error(train_cfg, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="no CUDA device"):
-        run(train_cfg("logger=none", "device=cuda"), tmp_path)
+        run(train_cfg("device=cuda"), tmp_path)
 
 
 def test_failed_run_still_finishes_the_wandb_run(train_cfg, tmp_path, monkeypatch):
@@ -186,7 +188,7 @@ def test_failed_run_still_finishes_the_wandb_run(train_cfg, tmp_path, monkeypatc
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_preset_trains_one_epoch(train_cfg, tmp_path, experiment):
     small = ["users.queries_per_user=5"] if experiment == "sparse_users" else []
-    out = run(train_cfg(f"experiment={experiment}", "train_epoch=1", "logger=none", *small),
+    out = run(train_cfg(f"experiment={experiment}", "train_epoch=1", *small),
               tmp_path)
     assert np.isfinite(out["test/reward"])
     if experiment == "new_users":
@@ -196,12 +198,12 @@ def test_every_experiment_preset_trains_one_epoch(train_cfg, tmp_path, experimen
 
 
 def test_a_finished_run_is_never_overwritten(train_cfg, tmp_path):
-    run(train_cfg("logger=none", "train_epoch=1"), tmp_path)
+    run(train_cfg("train_epoch=1"), tmp_path)
     before = (tmp_path / "metrics.json").read_text()
     with pytest.raises(FileExistsError, match="already holds a finished run"):
-        run(train_cfg("logger=none", "train_epoch=1", "random_state=3"), tmp_path)
+        run(train_cfg("train_epoch=1", "random_state=3"), tmp_path)
     assert (tmp_path / "metrics.json").read_text() == before
-    run(train_cfg("logger=none", "train_epoch=1", "random_state=3", "overwrite=true"), tmp_path)
+    run(train_cfg("train_epoch=1", "random_state=3", "overwrite=true"), tmp_path)
 
 
 def test_cuda_with_a_cpu_only_dgl_names_the_fix(monkeypatch):
