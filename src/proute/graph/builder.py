@@ -26,7 +26,17 @@ depends only on cached user/task/LLM states (see
 :meth:`proute.models.HeteroGNNEncoder.encode_new_queries`; docs/DESIGN.md §2 and §3).
 User nodes and per-user query nodes are what the reference code lacked (§4, flaw 1).
 
-There are no self-loop relations: the encoder adds an explicit per-node-type self term.
+Without user nodes (``user_nodes=False``, the non-personalised ablation) there is one query
+node per query_id, shared by all users. Its outcome edges carry the **mean over the users
+who asked it** of the edge feature (for performance and cost, which do not depend on the
+user, that is the value itself; for reward it is the average user's reward); its
+supervision matrices are those means too. A query node is train only when every user has it
+in train; if any user has it in val/test it takes the most held-out split and gets no
+outcome edges (otherwise the shared node would show the test pair's outcome). Evaluate with
+:attr:`RoutingGraph.pairs` and the ``pair_*`` matrices.
+
+The node types and relations are those of :mod:`proute.schema`. There are no self-loop
+relations: the encoder adds an explicit per-node-type self term.
 
 Embeddings (``query_emb``, ``task_emb``, ``llm_emb``) are each either a mapping
 ``{id: 1-D array}`` or a pair ``(ids, matrix)`` with ``matrix[i]`` the vector of
@@ -37,21 +47,46 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from proute._deps import import_dgl
-from proute.data.table import DataError, SPLITS, guess_family
+from proute.data.table import SPLITS, DataError
+from proute.graph.layout import (
+    Layout,
+    QueryNodes,
+    Rows,
+    edge_features,
+    family_edges,
+    index_rows,
+    layout_pairs,
+    personal_query_nodes,
+    shared_query_nodes,
+)
+from proute.schema import (
+    ANSWERED_BY,
+    ANSWERS,
+    ASKED_BY,
+    ASKS,
+    BELONGS_TO,
+    CONTAINS,
+    EDGE_FEATURES,
+    LLM,
+    OUTCOME_RELATIONS,
+    QUERY,
+    SAME_FAMILY,
+    TASK,
+    USER,
+    USER_FEATURES,
+)
 
 dgl = import_dgl()
 
-OUTCOME_ETYPES = ("answered_by", "answers")
-EDGE_FEATURES = ("reward", "performance")
-USER_FEATURES = ("learned", "onehot", "history")
-_SPLIT_RANK = {"train": 0, "val": 1, "test": 2}
+#: The outcome relation names (kept for ``from proute.graph import OUTCOME_ETYPES``).
+OUTCOME_ETYPES = OUTCOME_RELATIONS
 
 
 @dataclass
@@ -179,8 +214,10 @@ class RoutingGraph:
         ``cost`` and ``observed`` matrices as numpy, row-aligned: what every router is
         evaluated on (:func:`proute.metrics.routing_metrics`)."""
         pairs = self.pairs_of(split)
-        dense = {k: getattr(self, f"pair_{k}")[pairs].cpu().numpy()
-                 for k in ("reward", "performance", "cost", "observed")}
+        dense = {
+            k: getattr(self, f"pair_{k}")[pairs].cpu().numpy()
+            for k in ("reward", "performance", "cost", "observed")
+        }
         return self.pairs.iloc[pairs.cpu().numpy()].reset_index(drop=True), dense
 
     def to(self, device) -> "RoutingGraph":
@@ -209,15 +246,6 @@ class RoutingGraph:
 
 
 # ---------------------------------------------------------------------- helpers
-def _ordered(values: Iterable) -> list:
-    """Unique values, sorted when they are mutually comparable, else in first-seen order."""
-    uniq = list(pd.unique(pd.Series(values)))
-    try:
-        return sorted(uniq)
-    except TypeError:
-        return uniq
-
-
 def _emb_lookup(emb, keys: Sequence, what: str) -> np.ndarray:
     """Stack the vectors of ``keys`` from a mapping or an ``(ids, matrix)`` pair."""
     if isinstance(emb, tuple) and len(emb) == 2 and not isinstance(emb, Mapping):
@@ -234,7 +262,11 @@ def _emb_lookup(emb, keys: Sequence, what: str) -> np.ndarray:
             if k not in index:
                 raise DataError(f"{what} embeddings: no vector for {what} id {k!r}")
             rows.append(index[k])
-        return mat[np.asarray(rows, dtype=np.int64)].astype(np.float32) if rows else np.zeros((0, mat.shape[1]), np.float32)
+        return (
+            mat[np.asarray(rows, dtype=np.int64)].astype(np.float32)
+            if rows
+            else np.zeros((0, mat.shape[1]), np.float32)
+        )
     if not isinstance(emb, Mapping):
         raise TypeError(
             f"{what} embeddings must be a mapping {{id: vector}} or a pair (ids, matrix); "
@@ -251,15 +283,6 @@ def _emb_lookup(emb, keys: Sequence, what: str) -> np.ndarray:
     return np.stack(vecs).astype(np.float32)
 
 
-def _codes(values: pd.Series, categories: list) -> np.ndarray:
-    index = pd.Index(categories)
-    codes = index.get_indexer(values)
-    if (codes < 0).any():
-        bad = values.to_numpy()[np.flatnonzero(codes < 0)[0]]
-        raise DataError(f"value {bad!r} is not in the id list {categories[:10]}...")
-    return codes.astype(np.int64)
-
-
 def _best(reward: np.ndarray, observed: np.ndarray) -> np.ndarray:
     masked = np.where(observed, reward, -np.inf)
     row_max = masked.max(axis=1, keepdims=True)
@@ -270,7 +293,122 @@ def _t(x, dtype=None) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype)
 
 
-# ---------------------------------------------------------------------- builder
+# ---------------------------------------------------------------------- builder steps
+def _check_options(edge_dim: int, edge_feature: str, user_nodes: bool, user_features: str) -> None:
+    if edge_dim not in (1, 2):
+        raise ValueError(f"edge_dim must be 1 or 2; got {edge_dim}")
+    if edge_feature not in EDGE_FEATURES:
+        raise ValueError(f"edge_feature must be one of {EDGE_FEATURES}; got {edge_feature!r}")
+    if user_features not in USER_FEATURES:
+        raise ValueError(f"user_features must be one of {USER_FEATURES}; got {user_features!r}")
+    if not user_nodes and user_features == "history":
+        raise ValueError("user_features='history' needs user nodes (user_nodes=True)")
+
+
+def _heterograph(
+    rows: Rows,
+    nodes: QueryNodes,
+    edges: tuple[np.ndarray, np.ndarray],
+    user_nodes: bool,
+    task_nodes: bool,
+    family: tuple[list[int], list[int]],
+):
+    """The DGL heterograph: outcome edges, context edges (train query nodes send back), family."""
+    q_train = nodes.table["split"].to_numpy() == "train"
+    q_user = nodes.table["user_idx"].to_numpy().astype(np.int64)
+    q_task = nodes.table["task_idx"].to_numpy().astype(np.int64)
+    ar = np.arange(len(nodes.table))
+    e_q, e_l = edges
+    data: dict = {ANSWERED_BY: (_t(e_q), _t(e_l)), ANSWERS: (_t(e_l), _t(e_q))}
+    num_nodes = {QUERY: len(nodes.table), LLM: len(rows.llms)}
+    if user_nodes:
+        data[ASKS] = (_t(q_user), _t(ar))
+        data[ASKED_BY] = (_t(ar[q_train]), _t(q_user[q_train]))
+        num_nodes[USER] = len(rows.users)
+    if task_nodes:
+        data[CONTAINS] = (_t(q_task), _t(ar))
+        data[BELONGS_TO] = (_t(ar[q_train]), _t(q_task[q_train]))
+        num_nodes[TASK] = len(rows.tasks)
+    if family[0]:
+        data[SAME_FAMILY] = (_t(family[0], torch.int64), _t(family[1], torch.int64))
+    data = {k: (s.to(torch.int64), d.to(torch.int64)) for k, (s, d) in data.items()}
+    return dgl.heterograph(data, num_nodes_dict=num_nodes, idtype=torch.int64)
+
+
+def _set_features(
+    g,
+    rows: Rows,
+    nodes: QueryNodes,
+    edges: tuple[np.ndarray, np.ndarray],
+    query_emb,
+    task_emb,
+    llm_emb,
+    history: bool,
+) -> None:
+    """Text embeddings as ``feat`` of query, LLM and task nodes; with ``history``, user
+    ``feat`` = mean embedding of the user's train query nodes (zeros without any); the
+    outcome features as ``feat`` of both outcome relations (one array, shared)."""
+    e_feat = nodes.feat[edges]
+    for rel in OUTCOME_RELATIONS:
+        g.edges[rel].data["feat"] = _t(e_feat.reshape(-1, nodes.feat.shape[2]))
+    qcodes, qvals = pd.factorize(nodes.table["query_id"], sort=False)
+    q_emb = _emb_lookup(query_emb, list(qvals), "query")[qcodes]
+    g.nodes[QUERY].data["feat"] = _t(q_emb)
+    g.nodes[LLM].data["feat"] = _t(_emb_lookup(llm_emb, rows.llms, "llm"))
+    if TASK in g.ntypes:
+        g.nodes[TASK].data["feat"] = _t(_emb_lookup(task_emb, rows.tasks, "task"))
+    if history:
+        q_train = nodes.table["split"].to_numpy() == "train"
+        q_user = nodes.table["user_idx"].to_numpy().astype(np.int64)
+        hist = np.zeros((len(rows.users), q_emb.shape[1]), np.float32)
+        cnt = np.zeros(len(rows.users), np.float32)
+        np.add.at(hist, q_user[q_train], q_emb[q_train])
+        np.add.at(cnt, q_user[q_train], 1.0)
+        g.nodes[USER].data["feat"] = _t(hist / np.maximum(cnt, 1.0)[:, None])
+
+
+def _supervision(layout: Layout) -> dict[str, torch.Tensor]:
+    """The ``reward, performance, cost, observed, best`` tensors of a layout."""
+    return {
+        "reward": _t(layout.reward),
+        "performance": _t(layout.performance),
+        "cost": _t(layout.cost),
+        "observed": _t(layout.observed),
+        "best": _t(_best(layout.reward, layout.observed)),
+    }
+
+
+def _routing_graph(
+    g,
+    rows: Rows,
+    nodes: QueryNodes,
+    pairs: pd.DataFrame,
+    pair_layout: Layout,
+    edges: tuple[np.ndarray, np.ndarray],
+    **options: Any,
+) -> RoutingGraph:
+    """The :class:`RoutingGraph` of the built graph; ``options``: edge_dim, edge_feature,
+    user_features, has_users, has_tasks as the graph has them."""
+    node_t = _supervision(nodes.layout)
+    pair_t = node_t if options["has_users"] else _supervision(pair_layout)
+    return RoutingGraph(
+        graph=g,
+        users=list(rows.users),
+        llms=rows.llms,
+        tasks=list(rows.tasks),
+        query_nodes=nodes.table.reset_index(drop=True),
+        edge_query=_t(edges[0], torch.int64),
+        edge_llm=_t(edges[1], torch.int64),
+        query_user=_t(nodes.table["user_idx"].to_numpy().astype(np.int64), torch.int64),
+        query_task=_t(nodes.table["task_idx"].to_numpy().astype(np.int64), torch.int64),
+        pairs=pairs.assign(node=nodes.pair_node),
+        pair_node=_t(nodes.pair_node, torch.int64),
+        **options,
+        **node_t,
+        **{"pair_" + k: v for k, v in pair_t.items()},
+    )
+
+
 def build_graph(
     table: pd.DataFrame,
     query_emb,
@@ -291,30 +429,23 @@ def build_graph(
     Parameters
     ----------
     table:
-        Columns ``user_id, query_id, query, task, llm, performance, cost, split`` and
-        optionally ``reward`` (without it, reward = performance). One row per
-        (user, query, llm); a query may lack some LLMs. ``user_id`` may be absent only with
-        ``user_nodes=False``. A (user, query) must have one task and one split.
+        ``user_id, query_id, query, task, llm, performance, cost, split`` and optionally
+        ``reward`` (without it, reward = performance). One row per (user, query, llm); a query
+        may lack some LLMs. ``user_id`` may be absent only with ``user_nodes=False``. A
+        (user, query) must have one task and one split.
     query_emb, task_emb, llm_emb:
         Text embeddings keyed by query_id, task and LLM name (a mapping or ``(ids, matrix)``).
     edge_dim:
         1: outcome edges carry the ``edge_feature`` column ("reward" or "performance");
-        2: ``[cost_norm, performance]`` with cost min-max normalised within each task over
-        the train rows (the only rows that become edges).
+        2: ``[cost_norm, performance]``, cost min-max normalised within each task over the
+        train rows (the only rows that become edges).
     user_nodes:
-        False builds the non-personalised ablation: no user nodes, one query node per
-        query_id shared by all users. Its outcome edges then carry the **mean over the users
-        who asked it** of the edge feature (for performance and cost, which do not depend on
-        the user, that is the value itself; for reward it is the average user's reward); its
-        supervision matrices are those means too. A query node is train only when every user
-        has it in train; if any user has it in val/test it takes the most held-out split and
-        gets no outcome edges (otherwise the shared node would show the test pair's
-        outcome). Evaluate with :attr:`RoutingGraph.pairs` and the ``pair_*`` matrices.
+        False: the non-personalised ablation, one query node per query_id (module docstring).
     task_nodes:
         False drops the task node type (``query_task`` is still filled).
     llm_family, llm_families:
-        Connect LLMs of the same family when the family is listed in ``llm_family``.
-        ``llm_families`` maps LLM -> family (default: guessed from the name).
+        Connect LLMs of a family listed in ``llm_family``; ``llm_families`` maps LLM -> family
+        (default: guessed from the name).
     user_features:
         ``learned`` or ``onehot`` (the encoder embeds the user index; user nodes carry no
         ``feat``) or ``history`` (user ``feat`` = mean text embedding of the user's train
@@ -339,230 +470,21 @@ def build_graph(
     >>> rg.best.tolist(), rg.nodes_of("test").tolist()
     ([[True], [True]], [1])
     """
-    if edge_dim not in (1, 2):
-        raise ValueError(f"edge_dim must be 1 or 2; got {edge_dim}")
-    if edge_feature not in EDGE_FEATURES:
-        raise ValueError(f"edge_feature must be one of {EDGE_FEATURES}; got {edge_feature!r}")
-    if user_features not in USER_FEATURES:
-        raise ValueError(f"user_features must be one of {USER_FEATURES}; got {user_features!r}")
-    if not user_nodes and user_features == "history":
-        raise ValueError("user_features='history' needs user nodes (user_nodes=True)")
-    needed = ["query_id", "task", "llm", "performance", "cost", "split"]
-    if user_nodes:
-        needed = ["user_id"] + needed
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise DataError(f"build_graph: the routing table lacks column(s) {missing}")
-    if len(table) == 0:
-        raise DataError("build_graph: the routing table has no rows")
-
-    t = table.reset_index(drop=True)
-    if "user_id" not in t.columns:
-        t = t.assign(user_id=0)
-    bad_split = ~t["split"].isin(SPLITS)
-    if bad_split.any():
-        raise DataError(f"build_graph: split {t['split'][bad_split].iloc[0]!r} is not one of {list(SPLITS)}")
-
-    users = _ordered(t["user_id"])
-    llm_list = [str(x) for x in (llms if llms is not None else sorted(t["llm"].astype(str).unique()))]
-    tasks = sorted(t["task"].astype(str).unique())
-    u_of_row = _codes(t["user_id"], users)
-    l_of_row = _codes(t["llm"].astype(str), llm_list)
-    t_of_row = _codes(t["task"].astype(str), tasks)
-    U, L, T = len(users), len(llm_list), len(tasks)
-
-    # ---- (user, query) pairs, grouped by user, in first-seen order within a user.
-    pair_code = t.groupby(["user_id", "query_id"], sort=False).ngroup().to_numpy()
-    first = np.unique(pair_code, return_index=True)[1]  # first row of each pair, by code
-    order = np.argsort(u_of_row[first], kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    row_pair = rank[pair_code]
-    P = len(order)
-    first_row = first[order]
-    # one task and one split per pair
-    for col in ("task", "split"):
-        n = t.groupby(["user_id", "query_id"], sort=False)[col].nunique()
-        if (n > 1).any():
-            key = n.index[np.flatnonzero((n > 1).to_numpy())[0]]
-            raise DataError(f"build_graph: (user_id, query_id) = {key!r} has several values of {col!r}")
-    pairs = pd.DataFrame(
-        {
-            "user_id": t["user_id"].to_numpy()[first_row],
-            "query_id": t["query_id"].to_numpy()[first_row],
-            "task": t["task"].astype(str).to_numpy()[first_row],
-            "split": t["split"].astype(str).to_numpy()[first_row],
-            "user_idx": u_of_row[first_row],
-            "task_idx": t_of_row[first_row],
-        }
-    )
-
-    # ---- dense pair layout
-    reward_col = "reward" if "reward" in t.columns else "performance"
-    perf = t["performance"].to_numpy(dtype=np.float32)
-    cost = t["cost"].to_numpy(dtype=np.float32)
-    rew = t[reward_col].to_numpy(dtype=np.float32)
-    p_obs = np.zeros((P, L), dtype=bool)
-    p_obs[row_pair, l_of_row] = True
-    p_rew = np.zeros((P, L), np.float32)
-    p_perf = np.zeros((P, L), np.float32)
-    p_cost = np.zeros((P, L), np.float32)
-    p_rew[row_pair, l_of_row] = rew
-    p_perf[row_pair, l_of_row] = perf
-    p_cost[row_pair, l_of_row] = cost
-
-    # edge features per row
-    if edge_dim == 1:
-        row_feat = t[edge_feature].to_numpy(dtype=np.float32)[:, None] if edge_feature in t.columns else None
-        if row_feat is None:
-            raise DataError(f"build_graph: edge_feature {edge_feature!r} is not a column of the table")
-    else:
-        train_row = (t["split"] == "train").to_numpy()
-        cmin = np.full(T, np.inf, np.float32)
-        cmax = np.full(T, -np.inf, np.float32)
-        np.minimum.at(cmin, t_of_row[train_row], cost[train_row])
-        np.maximum.at(cmax, t_of_row[train_row], cost[train_row])
-        lo, span = cmin[t_of_row], (cmax - cmin)[t_of_row]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cnorm = np.where(np.isfinite(span) & (span > 0), (cost - lo) / span, 0.0).astype(np.float32)
-        row_feat = np.stack([cnorm, perf], axis=1)
-
-    # ---- query nodes
-    if user_nodes:
-        N = P
-        row_node = row_pair
-        pair_node = np.arange(P)
-        q_split = pairs["split"].to_numpy()
-        query_nodes = pairs.copy()
-        n_obs, n_rew, n_perf, n_cost = p_obs, p_rew, p_perf, p_cost
-        node_feat = np.zeros((N, L, edge_dim), np.float32)
-        node_feat[row_node, l_of_row] = row_feat
-    else:
-        qcode, qids = pd.factorize(t["query_id"], sort=False)
-        N = len(qids)
-        row_node = qcode.astype(np.int64)
-        pair_node = np.empty(P, np.int64)
-        pair_node[row_pair] = row_node
-        ntask = t.groupby("query_id", sort=False)["task"].nunique()
-        if (ntask > 1).any():
-            raise DataError(f"build_graph: query_id {ntask.index[(ntask > 1).to_numpy()][0]!r} has several tasks")
-        srank = pairs["split"].map(_SPLIT_RANK).to_numpy()
-        node_rank = np.zeros(N, np.int64)
-        np.maximum.at(node_rank, pair_node, srank)
-        inv = {v: k for k, v in _SPLIT_RANK.items()}
-        q_split = np.array([inv[r] for r in node_rank], dtype=object)
-        node_task = np.empty(N, np.int64)
-        node_task[pair_node] = pairs["task_idx"].to_numpy()
-        query_nodes = pd.DataFrame(
-            {
-                "user_id": [None] * N,
-                "query_id": np.asarray(qids),
-                "task": np.asarray(tasks, dtype=object)[node_task],
-                "split": q_split.astype(str),
-                "user_idx": np.full(N, -1, np.int64),
-                "task_idx": node_task,
-            }
-        )
-        cnt = np.zeros((N, L), np.float32)
-        np.add.at(cnt, (row_node, l_of_row), 1.0)
-        n_obs = cnt > 0
-        denom = np.maximum(cnt, 1.0)
-
-        def node_mean(vals):
-            s = np.zeros((N, L) + vals.shape[1:], np.float32)
-            np.add.at(s, (row_node, l_of_row), vals)
-            return s / (denom if vals.ndim == 1 else denom[..., None])
-
-        n_rew, n_perf, n_cost = node_mean(rew), node_mean(perf), node_mean(cost)
-        node_feat = node_mean(row_feat)
-
-    q_train = np.asarray(q_split) == "train"
-    q_user = query_nodes["user_idx"].to_numpy().astype(np.int64)
-    q_task = query_nodes["task_idx"].to_numpy().astype(np.int64)
-
-    # ---- outcome edges: observed (node, llm) of train nodes, sorted by node then llm
-    e_q, e_l = np.nonzero(n_obs & q_train[:, None])
-    e_feat = node_feat[e_q, e_l]
-
-    data: dict = {}
-    ar = np.arange(N)
-    data[("query", "answered_by", "llm")] = (_t(e_q), _t(e_l))
-    data[("llm", "answers", "query")] = (_t(e_l), _t(e_q))
-    num_nodes = {"query": N, "llm": L}
-    if user_nodes:
-        data[("user", "asks", "query")] = (_t(q_user), _t(ar))
-        data[("query", "asked_by", "user")] = (_t(ar[q_train]), _t(q_user[q_train]))
-        num_nodes["user"] = U
-    if task_nodes:
-        data[("task", "contains", "query")] = (_t(q_task), _t(ar))
-        data[("query", "belongs_to", "task")] = (_t(ar[q_train]), _t(q_task[q_train]))
-        num_nodes["task"] = T
-    fams = set(map(str, llm_family or ()))
-    if fams:
-        fam_of = {m: (llm_families or {}).get(m) or guess_family(m) for m in llm_list}
-        src, dst = [], []
-        for i, a in enumerate(llm_list):
-            for j, b in enumerate(llm_list):
-                if i != j and fam_of[a] in fams and fam_of[a] == fam_of[b]:
-                    src.append(i)
-                    dst.append(j)
-        if src:
-            data[("llm", "same_family", "llm")] = (_t(src, torch.int64), _t(dst, torch.int64))
-    data = {k: (s.to(torch.int64), d.to(torch.int64)) for k, (s, d) in data.items()}
-    g = dgl.heterograph(data, num_nodes_dict=num_nodes, idtype=torch.int64)
-
-    # ---- node features
-    qcodes, qvals = pd.factorize(query_nodes["query_id"], sort=False)
-    q_emb = _emb_lookup(query_emb, list(qvals), "query")[qcodes]
-    g.nodes["query"].data["feat"] = _t(q_emb)
-    g.nodes["llm"].data["feat"] = _t(_emb_lookup(llm_emb, llm_list, "llm"))
-    if task_nodes:
-        g.nodes["task"].data["feat"] = _t(_emb_lookup(task_emb, tasks, "task"))
-    if user_nodes and user_features == "history":
-        hist = np.zeros((U, q_emb.shape[1]), np.float32)
-        cnt = np.zeros(U, np.float32)
-        np.add.at(hist, q_user[q_train], q_emb[q_train])
-        np.add.at(cnt, q_user[q_train], 1.0)
-        g.nodes["user"].data["feat"] = _t(hist / np.maximum(cnt, 1.0)[:, None])
-    for et in OUTCOME_ETYPES:
-        g.edges[et].data["feat"] = _t(e_feat.reshape(-1, edge_dim))
-
-    n_best = _best(n_rew, n_obs)
-    node_t = {
-        "reward": _t(n_rew),
-        "performance": _t(n_perf),
-        "cost": _t(n_cost),
-        "observed": _t(n_obs),
-        "best": _t(n_best),
+    _check_options(edge_dim, edge_feature, user_nodes, user_features)
+    rows = index_rows(table, user_nodes, llms)
+    pairs, pair_layout = layout_pairs(rows)
+    row_feat = edge_features(rows, edge_dim, edge_feature)
+    nodes = (personal_query_nodes if user_nodes else shared_query_nodes)(pairs, pair_layout, rows, row_feat)
+    edges = nodes.outcome_edges()
+    family = family_edges(rows.llms, llm_family, llm_families)
+    g = _heterograph(rows, nodes, edges, user_nodes, task_nodes, family)
+    history = user_nodes and user_features == "history"
+    _set_features(g, rows, nodes, edges, query_emb, task_emb, llm_emb, history)
+    options = {
+        "edge_dim": edge_dim,
+        "edge_feature": edge_feature if edge_dim == 1 else "cost_norm,performance",
+        "user_features": user_features if user_nodes else "none",
+        "has_users": bool(user_nodes),
+        "has_tasks": bool(task_nodes),
     }
-    if user_nodes:
-        pair_t = node_t
-    else:
-        pair_t = {
-            "reward": _t(p_rew),
-            "performance": _t(p_perf),
-            "cost": _t(p_cost),
-            "observed": _t(p_obs),
-            "best": _t(_best(p_rew, p_obs)),
-        }
-    pairs = pairs.assign(node=pair_node)
-    return RoutingGraph(
-        graph=g,
-        users=list(users),
-        llms=llm_list,
-        tasks=list(tasks),
-        query_nodes=query_nodes.reset_index(drop=True),
-        edge_query=_t(e_q, torch.int64),
-        edge_llm=_t(e_l, torch.int64),
-        query_user=_t(q_user, torch.int64),
-        query_task=_t(q_task, torch.int64),
-        pairs=pairs,
-        pair_node=_t(pair_node, torch.int64),
-        edge_dim=edge_dim,
-        edge_feature=edge_feature if edge_dim == 1 else "cost_norm,performance",
-        user_features=user_features if user_nodes else "none",
-        has_users=bool(user_nodes),
-        has_tasks=bool(task_nodes),
-        **node_t,
-        **{"pair_" + k: v for k, v in pair_t.items()},
-    )
+    return _routing_graph(g, rows, nodes, pairs, pair_layout, edges, **options)
