@@ -9,17 +9,25 @@ import pytest
 from conftest import ROOT, train_overrides
 
 
+def proute(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``python -m proute.cli ARGS`` from the project folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "proute.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
+
+
+def report(*args: str) -> subprocess.CompletedProcess:
+    """``python scripts/report.py ARGS`` from the project folder."""
+    return subprocess.run(
+        [sys.executable, "scripts/report.py", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     cache = tmp_path_factory.mktemp("cache")
-    out = subprocess.run(
-        [sys.executable, "-m", "proute.cli", "train", *train_overrides(run_dir, cache)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    out = proute("train", *train_overrides(run_dir, cache), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return run_dir
 
@@ -33,25 +41,16 @@ def test_cli_train_writes_a_run(trained_run):
 
 def test_cli_infer_single_and_file(trained_run, tmp_path):
     router = str(trained_run / "router")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "proute.cli",
-            "infer",
-            router,
-            "--query",
-            "Write a function that reverses a string",
-            "--user",
-            "8",
-            "--task",
-            "human_eval",
-            "--scores",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
+    out = proute(
+        "infer",
+        router,
+        "--query",
+        "Write a function that reverses a string",
+        "--user",
+        "8",
+        "--task",
+        "human_eval",
+        "--scores",
     )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
@@ -61,37 +60,19 @@ def test_cli_infer_single_and_file(trained_run, tmp_path):
     requests.write_text(
         '{"query": "What is 2+2?", "user_id": 0}\n\n{"query": "Capital of France?", "user_id": 1}\nnot json\n'
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "proute.cli", "infer", router, "--file", str(requests)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    out = proute("infer", router, "--file", str(requests))
     assert out.returncode != 0 and "line 4: invalid JSON" in out.stderr
     requests.write_text(
         '{"query": "What is 2+2?", "user_id": 0}\n{"query": "Capital of France?", "user_id": 1}\n'
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "proute.cli", "infer", router, "--file", str(requests)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    out = proute("infer", router, "--file", str(requests))
     assert out.returncode == 0, out.stderr
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [r["user_id"] for r in lines] == [0, 1]
 
 
 def test_report_script(trained_run, tmp_path):
-    out = subprocess.run(
-        [sys.executable, "scripts/report.py", str(trained_run), "--out", str(tmp_path / "report.md")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    out = report(str(trained_run), "--out", str(tmp_path / "report.md"))
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "report.md").read_text()
     metrics = json.loads((trained_run / "metrics.json").read_text())
@@ -100,32 +81,10 @@ def test_report_script(trained_run, tmp_path):
 
 
 def test_cli_infer_errors_are_one_line(trained_run, tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "proute.cli",
-            "infer",
-            str(trained_run / "router"),
-            "--query",
-            "hi",
-            "--user",
-            "77",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    out = proute("infer", str(trained_run / "router"), "--query", "hi", "--user", "77")
     assert out.returncode != 0
     assert "unknown user_id 77" in out.stderr and "Traceback" not in out.stderr
-    out = subprocess.run(
-        [sys.executable, "-m", "proute.cli", "infer", str(tmp_path), "--query", "hi", "--user", "1"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    out = proute("infer", str(tmp_path), "--query", "hi", "--user", "1")
     assert "missing router.json" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -135,20 +94,8 @@ def test_report_latest_picks_the_newest_finished_run(trained_run, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(trained_run, runs / "2026-01-01_00-00-00")
     (runs / "2026-01-02_00-00-00").mkdir()  # a failed run: no metrics.json
-    out = subprocess.run(
-        [sys.executable, "scripts/report.py", "--latest", str(runs)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    out = report("--latest", str(runs))
     assert out.returncode == 0, out.stderr
     assert "2026-01-01_00-00-00" in out.stdout
-    out = subprocess.run(
-        [sys.executable, "scripts/report.py", "--latest", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    out = report("--latest", str(tmp_path / "x"))
     assert out.returncode != 0 and "no finished run" in out.stderr
