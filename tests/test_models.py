@@ -11,11 +11,11 @@ from torch import nn
 
 from proute.graph import QueryMasking, build_graph
 from proute.models import ContextCache, PersonalizedRouterModel, build_model
+from proute.models.decoder import DECODERS
 from proute.models.layers import CONVS
 from synthetic import make_synthetic
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-DECODERS = ["mlp", "bilinear"]
 DIM = 16
 
 
@@ -57,14 +57,14 @@ def test_forward_backward(rg, conv, decoder):
     loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
     loss.backward()
     assert torch.isfinite(loss)
-    enc = model.encoder
+    gnn = model.gnn
     for name, mod in [
-        ("query input", enc.in_proj["query"]),
-        ("user input", enc.in_proj["user"]),
-        ("outcome llm->query", enc.convs[0].mods["answers"]),
-        ("outcome query->llm", enc.convs[0].mods["answered_by"]),
-        ("asks", enc.convs[0].mods["asks"]),
-        ("self term", enc.self_lin[1]["query"]),
+        ("query input", gnn.in_proj["query"]),
+        ("user input", gnn.in_proj["user"]),
+        ("outcome llm->query", gnn.convs[0].mods["answers"]),
+        ("outcome query->llm", gnn.convs[0].mods["answered_by"]),
+        ("asks", gnn.convs[0].mods["asks"]),
+        ("self term", gnn.self_lin[1]["query"]),
         ("decoder", model.decoder),
     ]:
         grads = [p.grad for p in mod.parameters()]
@@ -162,7 +162,7 @@ def test_encode_new_queries_matches_full_graph(syn, conv, variant):
             nodes = rg.nodes_of(split)
             users = rg.query_user[nodes] if rg.has_users else None
             tasks = rg.query_task[nodes] if rg.has_tasks else None
-            hq = model.encoder.encode_new_queries(states, feat[nodes], users, tasks)
+            hq = model.gnn.encode_new_queries(states, feat[nodes], users, tasks)
             assert torch.allclose(hq, h_full["query"][nodes], atol=1e-5)
             full = model.score_all(h_full, nodes, users)
             new = model.score_new(cache, feat[nodes], users, tasks)
@@ -173,7 +173,7 @@ def test_encode_new_queries_matches_full_graph(syn, conv, variant):
         train = rg.nodes_of("train")
         u = rg.query_user[train] if rg.has_users else None
         t = rg.query_task[train] if rg.has_tasks else None
-        assert not torch.allclose(model.encoder.encode_new_queries(states, feat[train], u, t), h_full["query"][train], atol=1e-4)
+        assert not torch.allclose(model.gnn.encode_new_queries(states, feat[train], u, t), h_full["query"][train], atol=1e-4)
 
 
 def test_score_all_matches_score_pairs(rg):
@@ -207,7 +207,7 @@ def test_no_user_model(syn):
 
 
 def test_hparams_and_cache_round_trip(rg):
-    model = _model(rg, "gatv2", "bilinear", num_heads=4)
+    model = _model(rg, "gatv2", "bilinear", conv_kwargs={"num_heads": 4})
     hp = json.loads(json.dumps(model.hparams))
     again = build_model(**hp)
     assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
@@ -227,7 +227,9 @@ def test_hparams_and_cache_round_trip(rg):
     with pytest.raises(ValueError, match="disagrees"):
         build_model(rg, edge_dim=2)
     with pytest.raises(ValueError, match="multiple"):
-        build_model(rg, conv="gat", embedding_dim=10, num_heads=4)
+        build_model(rg, conv="gat", embedding_dim=10, conv_kwargs={"num_heads": 4})
+    with pytest.raises(ValueError, match="not hyperparameters of conv"):
+        build_model(rg, conv="graphconv", conv_kwargs={"num_heads": 4})
 
 
 def test_learns_on_synthetic(rg):
@@ -255,14 +257,69 @@ def test_learns_on_synthetic(rg):
     assert after < before - 0.05, (before, after)
 
 
-@pytest.mark.parametrize("name", ["graphconv", "gat", "gatv2", "sage", "bilinear"])
-def test_model_configs(rg, name):
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+def _model_options():
+    return sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
-    root = OmegaConf.create({"embedding_dim": 16, "model": OmegaConf.load(CONF / "model" / f"{name}.yaml")})
-    model = instantiate(root.model)(rg)
+
+def test_every_registered_conv_has_a_model_config():
+    assert set(_model_options()) == set(CONVS)
+
+
+@pytest.mark.parametrize("name", _model_options())
+@pytest.mark.parametrize("decoder", sorted(DECODERS))
+def test_model_configs(rg, name, decoder):
+    from proute.config import compose
+
+    cfg = compose("train", [f"model={name}", "embedding_dim=16", f"model.decoder={decoder}"])
+    from hydra.utils import instantiate
+
+    model = instantiate(cfg.model)(rg)
     assert isinstance(model, PersonalizedRouterModel)
     assert model.hparams["embedding_dim"] == 16
-    assert model.hparams["conv"] == (name if name != "bilinear" else "graphconv")
+    assert model.hparams["conv"] == name and model.hparams["decoder"] == decoder
+    assert type(model.decoder) is DECODERS[decoder]
     assert _scores(model, rg).shape == (rg.num_query_nodes, rg.num_llms)
+
+
+@pytest.mark.parametrize("edge_dim", [1, 2])
+@pytest.mark.parametrize("conv", CONVS)
+def test_outcome_conv_equals_per_edge_film(conv, edge_dim):
+    """The outcome modules aggregate FiLM messages without building them per edge: the
+    result and its gradients equal the per-edge reference form."""
+    import dgl
+
+    from proute.models.layers import EdgeGATConv, make_outcome_conv
+
+    torch.manual_seed(0)
+    g = dgl.heterograph({("a", "r", "b"): (torch.randint(0, 30, (200,)), torch.randint(0, 25, (200,)))},
+                        {"a": 30, "b": 28})  # receivers 25..27 have no in-edge
+    mod = make_outcome_conv(conv, 8, edge_dim)
+    with torch.no_grad():  # non-zero FiLM biases, so every term is exercised
+        mod.film.gamma.bias.normal_()
+        mod.film.beta.bias.normal_()
+    x, y, e = torch.randn(30, 8, requires_grad=True), torch.randn(28, 8), torch.randn(200, edge_dim)
+    out = mod(g, (x, y), efeat=e)
+    fn = dgl.function
+    with g.local_scope():
+        if isinstance(mod, EdgeGATConv):
+            H, F = mod.num_heads, mod.out_feats
+            hs = mod.fc_src(x).view(-1, H, F)
+            alpha = dgl.nn.functional.edge_softmax(g, mod._logits(g, hs, mod.fc_dst(y).view(-1, H, F), e))
+            g.srcdata["h"], g.edata["e"], g.edata["a"] = hs, e, alpha.unsqueeze(-1)
+            g.apply_edges(lambda ed: {"m": ed.data["a"] * mod.film(ed.src["h"], ed.data["e"])})
+            g.update_all(fn.copy_e("m", "m"), fn.sum("m", "o"))
+            ref = g.dstdata["o"].reshape(28, H * F)
+        else:
+            g.srcdata["h"], g.edata["e"] = mod.fc(x), e
+            g.apply_edges(lambda ed: {"m": mod.film(ed.src["h"], ed.data["e"])})
+            g.update_all(fn.copy_e("m", "m"), fn.mean("m", "o"))
+            ref = g.dstdata["o"] + (mod.fc_self(y) if mod.fc_self is not None else 0)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert out[25:28].abs().sum() == 0 or conv == "sage"
+    w = torch.randn_like(out)
+    grads = torch.autograd.grad((out * w).sum(), [x] + list(mod.parameters()), allow_unused=True)
+    grads_ref = torch.autograd.grad((ref * w).sum(), [x] + list(mod.parameters()), allow_unused=True)
+    for a, b in zip(grads, grads_ref):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-4)

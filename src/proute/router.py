@@ -28,7 +28,28 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 (proute before the conv registry): model hyperparameters were flat arguments and
+# the GNN's weights were named ``encoder.*``; it is read by translating both.
+READABLE_FORMATS = (1, 2)
+
+
+def _upgrade_v1(hparams: dict, weights: dict) -> tuple[dict, dict]:
+    """Format-1 model hyperparameters and weights in format-2 form."""
+    hp = dict(hparams)
+    num_heads, aggregator = hp.pop("num_heads", 2), hp.pop("sage_aggregator", "mean")
+    conv = hp.get("conv", "graphconv")
+    hp["conv_kwargs"] = {"gat": {"num_heads": num_heads}, "gatv2": {"num_heads": num_heads},
+                         "sage": {"aggregator": aggregator}}.get(conv, {})
+    hidden, dropout = hp.pop("decoder_hidden", None), hp.pop("decoder_dropout", None)
+    dec = {}
+    if hp.get("decoder", "mlp") == "mlp":
+        dec = {k: v for k, v in (("hidden", hidden), ("dropout", dropout)) if v is not None}
+    hp["decoder_kwargs"] = dec
+    renamed = {("gnn." + k[len("encoder."):] if k.startswith("encoder.") else k): v for k, v in weights.items()}
+    return hp, renamed
+
+
 FILES = ("router.json", "weights.safetensors", "context.safetensors")
 
 
@@ -155,10 +176,10 @@ class PersonalizedRouter:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RouterFormatError(f"{path / 'router.json'}: not valid JSON ({exc})") from exc
         version = meta.get("format_version") if isinstance(meta, dict) else None
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMATS:
             raise RouterFormatError(
                 f"{path / 'router.json'}: field 'format_version' is {version!r}; this proute "
-                f"reads format {FORMAT_VERSION}")
+                f"reads formats {list(READABLE_FORMATS)}")
         for key in ("model", "users", "llms", "tasks", "encoder", "query_dim"):
             if key not in meta:
                 raise RouterFormatError(f"{path / 'router.json'}: missing field {key!r}")
@@ -169,9 +190,13 @@ class PersonalizedRouter:
             except (SafetensorError, OSError, ValueError) as exc:
                 raise RouterFormatError(
                     f"{path / name}: not a readable safetensors file ({exc})") from exc
+        hparams, weights = meta["model"], tensors["weights.safetensors"]
+        if version == 1:
+            hparams, weights = _upgrade_v1(hparams, weights)
+            meta = {**meta, "model": hparams, "format_version": FORMAT_VERSION}
         try:
-            model = build_model(**meta["model"])
-            model.load_state_dict(tensors["weights.safetensors"], strict=True)
+            model = build_model(**hparams)
+            model.load_state_dict(weights, strict=True)
         except (TypeError, RuntimeError, ValueError) as exc:
             raise RouterFormatError(
                 f"{path / 'weights.safetensors'}: does not match the model described in "

@@ -17,8 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-DECODERS = ("mlp", "bilinear")
-
 
 class PairDecoder(nn.Module):
     """Base class: subclasses implement :meth:`forward` on row-aligned pairs."""
@@ -70,6 +68,36 @@ class MLPDecoder(PairDecoder):
             parts = [h_user] + parts + [h_user * h_llm]
         return self.mlp(torch.cat(parts, -1)).squeeze(-1)
 
+    def score_all(self, h_query, h_llms, h_user=None, chunk: int = 4096) -> torch.Tensor:
+        """Logits ``[n, L]``, equal to :meth:`forward` on every (query, LLM) pair, with the
+        first layer split by input part: ``W_q h_q (+ W_u h_u)`` once per query,
+        ``W_l h_l`` once per LLM, and each product term ``W_x (h_x ⊙ h_l)`` as one matmul of
+        ``h_x`` with ``[W_x diag(h_l)]_l`` — no ``[n·L, 5d]`` input is built."""
+        if len(self.mlp) == 1:
+            return super().score_all(h_query, h_llms, h_user, chunk)
+        self._check_user(h_user)
+        n, L = h_query.shape[0], h_llms.shape[0]
+        step = max(1, chunk * 16)  # rows per chunk: bounds the [rows, L, hidden] tensor
+        outs = [self._score_all_rows(h_query[i : i + step], h_llms, None if h_user is None else h_user[i : i + step])
+                for i in range(0, n, step)]
+        return torch.cat(outs, 0) if outs else h_query.new_zeros(0, L)
+
+    def _score_all_rows(self, h_query, h_llms, h_user) -> torch.Tensor:
+        first = self.mlp[0]
+        n, L, d = h_query.shape[0], h_llms.shape[0], h_query.shape[1]
+        W = first.weight.view(first.out_features, -1, d)  # [hidden, parts, d]
+        if self.use_user:
+            w_u, w_q, w_l, w_ql, w_ul = W.unbind(1)
+        else:
+            w_q, w_l, w_ql = W.unbind(1)
+        node = h_query @ w_q.t()  # [n, hidden]
+        pair = h_query @ (h_llms.unsqueeze(1) * w_ql.unsqueeze(0)).reshape(-1, d).t()  # [n, L*hidden]
+        if self.use_user:
+            node = node + h_user @ w_u.t()
+            pair = pair + h_user @ (h_llms.unsqueeze(1) * w_ul.unsqueeze(0)).reshape(-1, d).t()
+        z = pair.view(n, L, -1) + node.unsqueeze(1) + (h_llms @ w_l.t() + first.bias).unsqueeze(0)
+        return self.mlp[1:](z).squeeze(-1)
+
 
 class BilinearDecoder(PairDecoder):
     """``(h_query + h_user)^T W h_llm + b`` (``h_user`` only with ``use_user``): the user
@@ -94,9 +122,16 @@ class BilinearDecoder(PairDecoder):
         return self._left(h_query, h_user) @ h_llms.t() + self.bias
 
 
-def make_decoder(kind: str, dim: int, use_user: bool = True, hidden: int | None = None, dropout: float = 0.1) -> PairDecoder:
-    if kind == "mlp":
-        return MLPDecoder(dim, hidden=hidden, dropout=dropout, use_user=use_user)
-    if kind == "bilinear":
-        return BilinearDecoder(dim, use_user=use_user)
-    raise ValueError(f"unknown decoder {kind!r}; expected one of {DECODERS}")
+# A new decoder is one class and one line here; its own hyperparameters are the keyword
+# arguments of its class (``decoder_kwargs`` in the model config) besides dim and use_user.
+DECODERS: dict[str, type[PairDecoder]] = {"mlp": MLPDecoder, "bilinear": BilinearDecoder}
+
+
+def make_decoder(kind: str, dim: int, use_user: bool = True, **decoder_kwargs) -> PairDecoder:
+    """The decoder registered as ``kind`` (:data:`DECODERS`)."""
+    if kind not in DECODERS:
+        raise ValueError(f"unknown decoder {kind!r}; expected one of {sorted(DECODERS)}")
+    try:
+        return DECODERS[kind](dim, use_user=use_user, **decoder_kwargs)
+    except TypeError as exc:
+        raise ValueError(f"decoder {kind!r}: bad decoder_kwargs {decoder_kwargs} ({exc})") from None

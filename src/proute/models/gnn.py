@@ -1,4 +1,5 @@
-r"""The heterogeneous GNN encoder of the routing graph.
+r"""The heterogeneous GNN of the routing graph (the graph encoder; the *text* encoder is
+:mod:`proute.data.text_encoders`).
 
 Layer ``l`` maps the states ``h^l`` (one ``[N_t, d]`` tensor per node type ``t``) to
 
@@ -16,9 +17,12 @@ docs/DESIGN.md §9).
 
 Fast inference for unobserved queries: val/test (and brand-new) query nodes are receivers
 only, so the states of user, task and LLM nodes do not depend on them. Cache the per-layer
-states of those nodes once (:meth:`HeteroGNNEncoder.forward_with_states`) and compute a new
-query's representation from them (:meth:`HeteroGNNEncoder.encode_new_queries`) with the
+states of those nodes once (:meth:`HeteroGNN.forward_with_states`) and compute a new
+query's representation from them (:meth:`HeteroGNN.encode_new_queries`) with the
 same modules on a tiny bipartite block: no full-graph pass per query.
+
+Mini-batch training: :meth:`HeteroGNN.forward_blocks` runs the same layers on the
+message-flow blocks of DGL's neighbour sampler (:mod:`proute.graph.sampling`).
 """
 
 from __future__ import annotations
@@ -29,25 +33,12 @@ import torch
 from torch import nn
 
 from proute._deps import import_dgl
-from proute.models.layers import CONVS, make_context_conv, make_outcome_conv
+from proute.models.layers import conv_family
+from proute.schema import LLM, QUERY, TASK, USER, USER_FEATURES, canonical_etypes, is_outcome
 
 dgl = import_dgl()
 
-OUTCOME_ETYPES = ("answered_by", "answers")
-NORMS = ("layer", "batch", "none")
-USER_FEATURES = ("learned", "onehot", "history")
-
-
-def default_etypes(users: bool = True, tasks: bool = True, family: bool = False) -> list[tuple[str, str, str]]:
-    """The canonical edge types :func:`proute.graph.build_graph` creates."""
-    et = [("query", "answered_by", "llm"), ("llm", "answers", "query")]
-    if users:
-        et += [("user", "asks", "query"), ("query", "asked_by", "user")]
-    if tasks:
-        et += [("task", "contains", "query"), ("query", "belongs_to", "task")]
-    if family:
-        et += [("llm", "same_family", "llm")]
-    return sorted(et)
+NORMS = {"layer": nn.LayerNorm, "batch": nn.BatchNorm1d, "none": lambda dim: nn.Identity()}
 
 
 class _OneHotLinear(nn.Module):
@@ -62,17 +53,7 @@ class _OneHotLinear(nn.Module):
         return self.lin.weight.t()[idx] + self.lin.bias
 
 
-def _norm(kind: str, dim: int) -> nn.Module:
-    if kind == "layer":
-        return nn.LayerNorm(dim)
-    if kind == "batch":
-        return nn.BatchNorm1d(dim)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; expected one of {NORMS}")
-
-
-class HeteroGNNEncoder(nn.Module):
+class HeteroGNN(nn.Module):
     """Input projection per node type, then ``num_layers`` heterogeneous convolutions.
 
     The relation-wise sum with a self-connection per layer is the R-GCN scheme
@@ -86,10 +67,9 @@ class HeteroGNNEncoder(nn.Module):
         (:attr:`proute.graph.RoutingGraph.in_dims`); ``user`` only for ``history``.
     num_users:
         Number of user nodes (for ``learned``/``onehot`` user features).
-    conv:
-        ``graphconv``, ``gat``, ``gatv2`` or ``sage``: the DGL conv on context relations and
-        the matching edge-feature-aware module on outcome relations
-        (:mod:`proute.models.layers`).
+    conv, conv_kwargs:
+        A name of :data:`proute.models.layers.CONVS` (``graphconv``, ``gat``, ``gatv2``,
+        ``sage``) and its own hyperparameters (e.g. ``{"num_heads": 4}`` for GAT).
     norm:
         ``layer``, ``batch`` or ``none``, per node type, after each layer's sum.
     edge_dim:
@@ -100,10 +80,8 @@ class HeteroGNNEncoder(nn.Module):
     residual:
         Add the layer input to its output.
     etypes:
-        Canonical edge types of the graphs this encoder will see (default: users, tasks, no
+        Canonical edge types of the graphs this GNN will see (default: users, tasks, no
         family edges). Node types are those that appear in them.
-    sage_aggregator:
-        Aggregator of ``SAGEConv`` on context relations (``conv="sage"``).
     """
 
     def __init__(
@@ -113,26 +91,26 @@ class HeteroGNNEncoder(nn.Module):
         embedding_dim: int = 64,
         num_layers: int = 2,
         conv: str = "graphconv",
-        num_heads: int = 2,
+        conv_kwargs: Mapping | None = None,
         dropout: float = 0.1,
         norm: str = "layer",
         edge_dim: int = 1,
         user_features: str = "learned",
         residual: bool = True,
         etypes: Sequence[Sequence[str]] | None = None,
-        sage_aggregator: str = "mean",
     ):
         super().__init__()
-        if conv not in CONVS:
-            raise ValueError(f"unknown conv {conv!r}; expected one of {CONVS}")
+        family, kw = conv_family(conv, dict(conv_kwargs or {}))
         if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+            raise ValueError(f"unknown norm {norm!r}; expected one of {sorted(NORMS)}")
         if user_features not in USER_FEATURES:
             raise ValueError(f"unknown user_features {user_features!r}; expected one of {USER_FEATURES}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1; got {num_layers}")
+        if embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1; got {embedding_dim}")
         if etypes is None:
-            etypes = default_etypes(users=num_users > 0, tasks="task" in in_dims)
+            etypes = canonical_etypes(users=num_users > 0, tasks=TASK in in_dims)
         self.etypes = sorted(tuple(map(str, et)) for et in etypes)
         self.ntypes = sorted({et[0] for et in self.etypes} | {et[2] for et in self.etypes})
         self.dim, self.num_layers, self.conv_name = embedding_dim, num_layers, conv
@@ -142,9 +120,9 @@ class HeteroGNNEncoder(nn.Module):
 
         self.in_proj = nn.ModuleDict()
         for nt in self.ntypes:
-            if nt == "user" and user_features == "learned":
+            if nt == USER and user_features == "learned":
                 self.in_proj[nt] = nn.Embedding(num_users, d)
-            elif nt == "user" and user_features == "onehot":
+            elif nt == USER and user_features == "onehot":
                 self.in_proj[nt] = _OneHotLinear(num_users, d)
             else:
                 if nt not in in_dims:
@@ -155,38 +133,50 @@ class HeteroGNNEncoder(nn.Module):
         self.self_lin = nn.ModuleList()
         self.norms = nn.ModuleList()
         for _ in range(num_layers):
-            mods = {}
-            for _s, rel, _d in self.etypes:
-                if rel in OUTCOME_ETYPES:
-                    mods[rel] = make_outcome_conv(conv, d, edge_dim, num_heads)
-                else:
-                    mods[rel] = make_context_conv(conv, d, num_heads, sage_aggregator)
+            mods = {
+                rel: family.outcome(d, edge_dim, **kw) if is_outcome(rel) else family.context(d, **kw)
+                for _s, rel, _d in self.etypes
+            }
             self.convs.append(dgl.nn.HeteroGraphConv(mods, aggregate="sum"))
             self.self_lin.append(nn.ModuleDict({nt: nn.Linear(d, d) for nt in self.ntypes}))
-            self.norms.append(nn.ModuleDict({nt: _norm(norm, d) for nt in self.ntypes}))
+            self.norms.append(nn.ModuleDict({nt: NORMS[norm](d) for nt in self.ntypes}))
         self.act = nn.ReLU()
         self.drop = nn.Dropout(dropout)
 
     # ------------------------------------------------------------------ inputs
-    def input_states(self, g) -> dict[str, torch.Tensor]:
-        """Layer-0 states: the input projection of every node type of ``g``."""
+    def project(self, ntype: str, ids: torch.Tensor | None = None, feat: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer-0 state of nodes of ``ntype``: the user embedding of user ids ``ids``, or
+        the input projection of ``feat``."""
+        if ntype == USER and self.user_features in ("learned", "onehot"):
+            return self.in_proj[ntype](ids)
+        return self.in_proj[ntype](feat.float())
+
+    def input_states(self, g, text=None) -> dict[str, torch.Tensor]:
+        """Layer-0 states: the input projection of every node type of ``g``.
+
+        ``text`` (optional) is ``(text_feat, text_id)``: query node ``i`` has the features
+        ``text_feat[text_id[i]]``. The graph is expanded per user, so each query text appears
+        once per user; projecting the distinct texts once and indexing is the same result at
+        a fraction of the cost (the projection of 384-dim text features was the largest
+        matmul of a training step)."""
         h = {}
+        if text is not None and QUERY in self.ntypes:
+            h[QUERY] = self.project(QUERY, feat=text[0])[text[1]]
         for nt in self.ntypes:
-            if nt == "user" and self.user_features in ("learned", "onehot"):
-                n = g.num_nodes("user")
+            if nt in h:
+                continue
+            if nt == USER and self.user_features in ("learned", "onehot"):
+                n = g.num_nodes(USER)
                 if n != self.num_users:
-                    raise ValueError(f"the graph has {n} user nodes; the encoder was built for {self.num_users}")
-                h[nt] = self.in_proj[nt](torch.arange(n, device=g.device))
+                    raise ValueError(f"the graph has {n} user nodes; the GNN was built for {self.num_users}")
+                h[nt] = self.project(nt, ids=torch.arange(n, device=g.device))
             else:
-                h[nt] = self.in_proj[nt](g.nodes[nt].data["feat"].float())
+                h[nt] = self.project(nt, feat=g.nodes[nt].data["feat"])
         return h
 
-    def _mod_kwargs(self, g) -> dict:
-        return {
-            rel: {"efeat": g.edges[(s, rel, d)].data["feat"]}
-            for s, rel, d in g.canonical_etypes
-            if rel in OUTCOME_ETYPES
-        }
+    @staticmethod
+    def _mod_kwargs(g) -> dict:
+        return {rel: {"efeat": g.edges[(s, rel, d)].data["feat"]} for s, rel, d in g.canonical_etypes if is_outcome(rel)}
 
     def _combine(self, layer: int, nt: str, h_in: torch.Tensor, msg: torch.Tensor | None) -> torch.Tensor:
         z = self.self_lin[layer][nt](h_in)
@@ -198,29 +188,59 @@ class HeteroGNNEncoder(nn.Module):
         return z + h_in if self.residual else z
 
     def layer(self, layer: int, g, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One layer on graph ``g`` (the full graph or a masked copy)."""
+        """One layer on graph ``g`` (the full graph, a masked copy, or a block: then ``h``
+        holds the block's source states and the result its destination states)."""
         msg = self.convs[layer](g, h, mod_kwargs=self._mod_kwargs(g))
+        if g.is_block:
+            h = {nt: h[nt][: g.num_dst_nodes(nt)] for nt in h}
         return {nt: self._combine(layer, nt, h[nt], msg.get(nt)) for nt in h}
 
     # ------------------------------------------------------------------ forward
-    def forward_with_states(self, g) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
-        """``(h_final, states)``: ``states[l][ntype]`` is the input of layer ``l``."""
+    def forward_with_states(self, g, text=None) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+        """``(h_final, states)``: ``states[l][ntype]`` is the input of layer ``l``
+        (``text``: see :meth:`input_states`)."""
         self._check_graph(g)
-        h = self.input_states(g)
+        h = self.input_states(g, text)
         states = []
         for layer in range(self.num_layers):
             states.append(h)
             h = self.layer(layer, g, h)
         return h, states
 
-    def forward(self, g) -> dict[str, torch.Tensor]:
+    def forward(self, g, text=None) -> dict[str, torch.Tensor]:
         """Final representation of every node, per node type."""
-        return self.forward_with_states(g)[0]
+        return self.forward_with_states(g, text)[0]
+
+    def forward_blocks(self, blocks, h0: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Final representation of the destination nodes of ``blocks[-1]``, from the layer-0
+        states ``h0`` of the source nodes of ``blocks[0]`` (see :meth:`input_states_of`)."""
+        if len(blocks) != self.num_layers:
+            raise ValueError(f"{len(blocks)} blocks for a {self.num_layers}-layer GNN")
+        h = h0
+        for layer, block in enumerate(blocks):
+            h = self.layer(layer, block, h)
+        return h
+
+    def input_states_of(self, block, node_feat: Mapping[str, torch.Tensor], text=None) -> dict[str, torch.Tensor]:
+        """Layer-0 states of the source nodes of ``block`` (``block.srcdata[dgl.NID]``), with
+        ``node_feat[ntype]`` the full graph's input features (``text``: see
+        :meth:`input_states`; only the distinct texts of the block are projected)."""
+        h = {}
+        for nt in self.ntypes:
+            ids = block.srcnodes[nt].data[dgl.NID]
+            if nt == QUERY and text is not None:
+                uniq, inv = torch.unique(text[1][ids], return_inverse=True)
+                h[nt] = self.project(nt, feat=text[0][uniq])[inv]
+            elif nt in node_feat:
+                h[nt] = self.project(nt, feat=node_feat[nt][ids])
+            else:
+                h[nt] = self.project(nt, ids=ids)
+        return h
 
     def _check_graph(self, g):
         got = sorted(tuple(et) for et in g.canonical_etypes)
         if got != self.etypes:
-            raise ValueError(f"the graph has edge types {got}; the encoder was built for {self.etypes}")
+            raise ValueError(f"the graph has edge types {got}; the GNN was built for {self.etypes}")
 
     # ------------------------------------------------------------------ new queries
     def encode_new_queries(
@@ -241,7 +261,7 @@ class HeteroGNNEncoder(nn.Module):
 
         ``states``: ``states[l][ntype]`` for the non-query node types (extra keys ignored),
         as returned by :meth:`forward_with_states`. ``query_feat``: ``[n, in_dims['query']]``.
-        ``user_idx``/``task_idx``: ``[n]`` node indices (needed when the encoder has user /
+        ``user_idx``/``task_idx``: ``[n]`` node indices (needed when the GNN has user /
         task nodes).
         """
         if len(states) != self.num_layers:
@@ -250,39 +270,34 @@ class HeteroGNNEncoder(nn.Module):
         n = query_feat.shape[0]
         arange = torch.arange(n, device=device)
         empty = torch.zeros(0, dtype=torch.int64, device=device)
+        senders = {USER: ("user_idx", user_idx), TASK: ("task_idx", task_idx)}
         blocks = []
         for s, rel, d in self.etypes:
-            if d != "query":
+            if d != QUERY:
                 continue
-            if s == "user":
-                if user_idx is None:
-                    raise ValueError("user_idx is needed: the encoder has user nodes")
-                src, dst = torch.as_tensor(user_idx, device=device).long(), arange
-            elif s == "task":
-                if task_idx is None:
-                    raise ValueError("task_idx is needed: the encoder has task nodes")
-                src, dst = torch.as_tensor(task_idx, device=device).long(), arange
-            elif s == "query":
-                raise ValueError(f"relation {(s, rel, d)} between query nodes is not supported")
-            else:  # outcome relation llm -> query: an unobserved query has no such edge
+            if s in senders:
+                name, idx = senders[s]
+                if idx is None:
+                    raise ValueError(f"{name} is needed: the GNN has {s} nodes")
+                src, dst = torch.as_tensor(idx, device=device).long(), arange
+            elif s == LLM:  # outcome relation llm -> query: an unobserved query has no such edge
                 src, dst = empty, empty
-            num_src = states[0][s].shape[0]
+            else:
+                raise ValueError(f"relation {(s, rel, d)} into query nodes is not supported")
             block = dgl.create_block(
                 {(s, rel, d): (src, dst)},
-                num_src_nodes={s: num_src, d: n},
+                num_src_nodes={s: states[0][s].shape[0], d: n},
                 num_dst_nodes={s: 0, d: n},
                 device=device,
             )[(s, rel, d)]  # the unit (one-relation) block the modules expect
-            if rel in OUTCOME_ETYPES:
-                block.edata["feat"] = torch.zeros(0, self.edge_dim, device=device)
             blocks.append((s, rel, block))
-        hq = self.in_proj["query"](query_feat.float())
+        hq = self.project(QUERY, feat=query_feat)
         for layer in range(self.num_layers):
             mods = self.convs[layer].mods
             outs = []
             for s, rel, block in blocks:
-                kwargs = {"efeat": block.edata["feat"]} if rel in OUTCOME_ETYPES else {}
+                kwargs = {"efeat": torch.zeros(0, self.edge_dim, device=device)} if is_outcome(rel) else {}
                 outs.append(mods[rel](block, (states[layer][s], hq), **kwargs))
             msg = torch.stack(outs, 0).sum(0) if outs else None
-            hq = self._combine(layer, "query", hq, msg)
+            hq = self._combine(layer, QUERY, hq, msg)
         return hq

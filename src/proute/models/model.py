@@ -1,4 +1,4 @@
-"""The personalised router model: a heterogeneous GNN encoder and a pair decoder.
+"""The personalised router model: a heterogeneous GNN and a pair decoder.
 
 Typical use (see :func:`build_model`)::
 
@@ -18,14 +18,16 @@ Typical use (see :func:`build_model`)::
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from proute.models.decoder import PairDecoder, make_decoder
-from proute.models.encoder import HeteroGNNEncoder
+from proute.models.decoder import DECODERS, PairDecoder, make_decoder
+from proute.models.gnn import HeteroGNN
+from proute.schema import USER
 
 
 @dataclass
@@ -63,35 +65,36 @@ class ContextCache:
 
 
 class PersonalizedRouterModel(nn.Module):
-    """Encoder + decoder. All scores are logits (no sigmoid).
+    """GNN + decoder. All scores are logits (no sigmoid).
 
     ``hparams`` (set by :func:`build_model`) holds the JSON-serialisable arguments that
     rebuild the same architecture: ``build_model(**model.hparams)``.
     """
 
-    def __init__(self, encoder: HeteroGNNEncoder, decoder: PairDecoder):
+    def __init__(self, gnn: HeteroGNN, decoder: PairDecoder):
         super().__init__()
-        self.encoder = encoder
+        self.gnn = gnn
         self.decoder = decoder
-        self.has_users = "user" in encoder.ntypes
+        self.has_users = USER in gnn.ntypes
         self.hparams: dict[str, Any] = {}
         if self.has_users != decoder.use_user:
             raise ValueError(
-                f"the encoder {'has' if self.has_users else 'has no'} user nodes but the decoder "
+                f"the GNN {'has' if self.has_users else 'has no'} user nodes but the decoder "
                 f"was built with use_user={decoder.use_user}"
             )
 
     # ------------------------------------------------------------------ encoding
-    def forward(self, g) -> dict[str, torch.Tensor]:
-        return self.encoder(g)
+    def forward(self, g, text=None) -> dict[str, torch.Tensor]:
+        """Final node representations (``text``: see :meth:`HeteroGNN.input_states`)."""
+        return self.gnn(g, text)
 
-    def forward_with_states(self, g):
-        return self.encoder.forward_with_states(g)
+    def forward_with_states(self, g, text=None):
+        return self.gnn.forward_with_states(g, text)
 
     def context_cache(self, g) -> ContextCache:
-        """Run the encoder on ``g`` (the full graph) and keep what :meth:`score_new` needs.
+        """Run the GNN on ``g`` (the full graph) and keep what :meth:`score_new` needs.
         Call it in eval mode (``model.eval()``), under ``torch.no_grad()`` for serving."""
-        h, states = self.encoder.forward_with_states(g)
+        h, states = self.gnn.forward_with_states(g)
         return ContextCache(
             states=[{k: v for k, v in s.items() if k != "query"} for s in states],
             h={k: v for k, v in h.items() if k != "query"},
@@ -108,7 +111,20 @@ class PersonalizedRouterModel(nn.Module):
     def score_pairs(self, h, query_nodes, llm_idx, user_idx_of_query=None) -> torch.Tensor:
         """Logits ``[n]`` of the pairs (``query_nodes[i]``, ``llm_idx[i]``);
         ``user_idx_of_query[i]`` is the user of ``query_nodes[i]`` (e.g.
-        ``rg.query_user[query_nodes]``; ignored without user nodes)."""
+        ``rg.query_user[query_nodes]``; ignored without user nodes).
+
+        When the pairs cover most LLMs of their query nodes (query masking hides them all),
+        the nodes are scored against every LLM at once (:meth:`score_all`, the decoder's
+        fast path) and the pairs picked from that."""
+        uq, inv = torch.unique(query_nodes, return_inverse=True)
+        if uq.numel() * h["llm"].shape[0] <= 1.5 * query_nodes.numel():
+            users = None
+            if self.has_users:
+                if user_idx_of_query is None:
+                    raise ValueError("this model has user nodes: pass the user index of each query")
+                at = torch.zeros_like(uq).scatter_(0, inv, torch.arange(inv.numel(), device=inv.device))
+                users = user_idx_of_query[at]  # every pair of a node has the node's user
+            return self.score_all(h, uq, users)[inv, llm_idx]
         hq = h["query"][query_nodes]
         return self.decoder(hq, h["llm"][llm_idx], self._user(h, user_idx_of_query))
 
@@ -122,7 +138,7 @@ class PersonalizedRouterModel(nn.Module):
         if isinstance(states_cache, tuple):
             h_all, states = states_cache
             states_cache = ContextCache(states=list(states), h=dict(h_all))
-        hq = self.encoder.encode_new_queries(states_cache.states, query_feat, user_idx, task_idx)
+        hq = self.gnn.encode_new_queries(states_cache.states, query_feat, user_idx, task_idx)
         hu = None
         if self.has_users:
             if user_idx is None:
@@ -142,25 +158,28 @@ def build_model(
     embedding_dim: int = 64,
     num_layers: int = 2,
     conv: str = "graphconv",
-    num_heads: int = 2,
+    conv_kwargs: Mapping[str, Any] | None = None,
     dropout: float = 0.1,
     norm: str = "layer",
     residual: bool = True,
-    sage_aggregator: str = "mean",
     decoder: str = "mlp",
-    decoder_hidden: int | None = None,
-    decoder_dropout: float | None = None,
+    decoder_kwargs: Mapping[str, Any] | None = None,
 ) -> PersonalizedRouterModel:
     """Build a :class:`PersonalizedRouterModel`.
 
     The data-dependent arguments (``in_dims``, ``num_users``, ``etypes``, ``edge_dim``,
     ``user_features``) are read from ``graph`` (a :class:`~proute.graph.RoutingGraph`) when
-    given; explicit values must then agree with it. The Hydra configs
+    given; explicit values must then agree with it. ``conv`` names an entry of
+    :data:`proute.models.layers.CONVS` and ``conv_kwargs`` its own hyperparameters;
+    ``decoder`` an entry of :data:`proute.models.decoder.DECODERS` and ``decoder_kwargs``
+    its own (an MLP decoder's ``dropout`` defaults to ``dropout``). The Hydra configs
     ``conf/model/*.yaml`` use ``_target_: proute.models.build_model`` with
     ``_partial_: true``: ``model = instantiate(cfg.model)(rg)``. ``model.hparams`` holds
     every argument (graph-derived ones included), JSON-serialisable, so
     ``build_model(**model.hparams)`` rebuilds the architecture without the graph.
     """
+    hparams = {k: v for k, v in locals().items() if k != "graph"}
+    derived_keys = ("in_dims", "num_users", "etypes", "edge_dim", "user_features")
     if graph is not None:
         derived = {
             "in_dims": dict(graph.in_dims),
@@ -169,57 +188,28 @@ def build_model(
             "edge_dim": graph.edge_dim,
             "user_features": graph.user_features if graph.has_users else "learned",
         }
-        given = {"in_dims": in_dims, "num_users": num_users, "etypes": etypes, "edge_dim": edge_dim, "user_features": user_features}
-        for k, v in given.items():
+        for k in derived_keys:
+            v = hparams[k]
             if v is not None and k != "etypes" and v != derived[k]:
                 raise ValueError(f"build_model: {k}={v!r} disagrees with the graph ({derived[k]!r})")
-        in_dims, num_users, etypes, edge_dim, user_features = (derived[k] for k in given)
-    if in_dims is None or num_users is None:
+        hparams.update(derived)
+    if hparams["in_dims"] is None or hparams["num_users"] is None:
         raise ValueError("build_model needs a RoutingGraph or in_dims and num_users")
-    edge_dim = 1 if edge_dim is None else int(edge_dim)
-    user_features = user_features or "learned"
-    etypes_list = None if etypes is None else [list(map(str, et)) for et in etypes]
-    encoder = HeteroGNNEncoder(
-        in_dims=dict(in_dims),
-        num_users=int(num_users),
-        embedding_dim=embedding_dim,
-        num_layers=num_layers,
-        conv=conv,
-        num_heads=num_heads,
-        dropout=dropout,
-        norm=norm,
-        edge_dim=edge_dim,
-        user_features=user_features,
-        residual=residual,
-        etypes=etypes_list,
-        sage_aggregator=sage_aggregator,
-    )
-    dec = make_decoder(
-        decoder,
-        embedding_dim,
-        use_user="user" in encoder.ntypes,
-        hidden=decoder_hidden,
-        dropout=dropout if decoder_dropout is None else decoder_dropout,
-    )
-    model = PersonalizedRouterModel(encoder, dec)
-    model.hparams = {
-        "in_dims": {k: int(v) for k, v in dict(in_dims).items()},
-        "num_users": int(num_users),
-        "etypes": [list(et) for et in encoder.etypes],
-        "edge_dim": edge_dim,
-        "user_features": user_features,
-        "embedding_dim": embedding_dim,
-        "num_layers": num_layers,
-        "conv": conv,
-        "num_heads": num_heads,
-        "dropout": dropout,
-        "norm": norm,
-        "residual": residual,
-        "sage_aggregator": sage_aggregator,
-        "decoder": decoder,
-        "decoder_hidden": decoder_hidden,
-        "decoder_dropout": decoder_dropout,
-    }
+    hparams["in_dims"] = {k: int(v) for k, v in dict(hparams["in_dims"]).items()}
+    hparams["num_users"] = int(hparams["num_users"])
+    hparams["edge_dim"] = 1 if hparams["edge_dim"] is None else int(hparams["edge_dim"])
+    hparams["user_features"] = hparams["user_features"] or "learned"
+    hparams["conv_kwargs"] = dict(conv_kwargs or {})
+    dec_kwargs = dict(decoder_kwargs or {})
+    hparams["decoder_kwargs"] = dict(dec_kwargs)
+    gnn_args = {k: v for k, v in hparams.items() if k not in ("decoder", "decoder_kwargs")}
+    gnn = HeteroGNN(**gnn_args)
+    hparams["etypes"] = [list(et) for et in gnn.etypes]
+    if decoder in DECODERS and "dropout" in inspect.signature(DECODERS[decoder]).parameters:
+        dec_kwargs.setdefault("dropout", dropout)
+    dec = make_decoder(decoder, embedding_dim, use_user=USER in gnn.ntypes, **dec_kwargs)
+    model = PersonalizedRouterModel(gnn, dec)
+    model.hparams = hparams
     return model
 
 
