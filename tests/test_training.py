@@ -49,6 +49,19 @@ def train_opposite(train_cfg, tmp_path, *extra):
     return json.loads((tmp_path / "run" / "metrics.json").read_text())
 
 
+def test_minibatch_router_prefers_each_users_llm(train_cfg, tmp_path):
+    """trainer=minibatch (DGL neighbour sampling, small fan-outs) learns the opposite users
+    too, and its exported router routes each user to that user's LLM."""
+    m = train_opposite(train_cfg, tmp_path, "trainer=minibatch", "trainer.batch_nodes=16",
+                       "trainer.fanouts=[4,4]")
+    per_user = m["test"]["per_user"]
+    assert per_user["q"]["accuracy"] >= 0.9 and per_user["c"]["accuracy"] >= 0.9
+    router = PersonalizedRouter.load(tmp_path / "run" / "router")
+    q = {"query": "A question about algebra number 999: what is 5?"}
+    assert router.route_single({**q, "user_id": "q"})["model_name"] == "big-llama"
+    assert router.route_single({**q, "user_id": "c"})["model_name"] == "small-qwen"
+
+
 def test_router_prefers_each_users_llm_and_no_user_graph_cannot(train_cfg, tmp_path):
     m = train_opposite(train_cfg, tmp_path)
     per_user = m["test"]["per_user"]
@@ -66,7 +79,7 @@ def test_router_prefers_each_users_llm_and_no_user_graph_cannot(train_cfg, tmp_p
     assert flat["test"]["overall"]["disagreement"] == 0.0
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g in ("graph", "model", "masking", "logger")
+@pytest.mark.parametrize("group,option", [(g, o) for g in ("graph", "model", "masking", "logger", "trainer")
                                           for o in options(g)])
 def test_every_option_trains_one_epoch(train_cfg, tmp_path, group, option, monkeypatch):
     cfg = train_cfg(f"{group}={option}", "train_epoch=1")
@@ -105,11 +118,12 @@ def test_same_seed_same_metrics_other_seed_differs(train_cfg, tmp_path):
     assert c["train/loss"].tolist() != hist_a["train/loss"].tolist()
 
 
-def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path):
+@pytest.mark.parametrize("trainer", ["default", "minibatch"])
+def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path, trainer):
     from proute.data.pipeline import prepare_from_config
     from proute.train import build_graph_from
 
-    cfg = train_cfg("train_epoch=2")
+    cfg = train_cfg("train_epoch=2", f"trainer={trainer}")
     run(cfg, tmp_path)
     router = PersonalizedRouter.load(tmp_path / "router")
     prepared = prepare_from_config(cfg)
@@ -135,6 +149,43 @@ def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path):
         None, list(test_pairs["user_id"]), list(test_pairs["task"]),
         query_emb=np.stack([emb[q] for q in test_pairs["query_id"]]))
     np.testing.assert_array_equal(scores, again)
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("trainer", ["default", "minibatch"])
+def test_a_killed_run_resumes_to_the_same_metrics(train_cfg, tmp_path, trainer, monkeypatch):
+    """A run killed after epoch 2 and restarted with resume=true ends exactly as a run that
+    was never interrupted (every epoch's draws are seeded from (seed, epoch) and the
+    checkpoint holds the model, optimizer and early-stopping state)."""
+    import proute.trainer as trainer_mod
+
+    extra = ["train_epoch=5", "trainer.patience=5", f"trainer={trainer}", "logger=none"]
+    whole = run(train_cfg(*extra, f"hydra.run.dir={tmp_path / 'whole'}"), tmp_path / "whole")
+    fit = trainer_mod.Trainer.fit
+
+    def killed_fit(self, *args, on_epoch=None, **kwargs):
+        def kill(epoch, record):
+            on_epoch(epoch, record)
+            if epoch == 2:
+                raise _Killed()
+        return fit(self, *args, on_epoch=kill, **kwargs)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", killed_fit)
+    with pytest.raises(_Killed):
+        run(train_cfg(*extra), tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
+    state = json.loads((tmp_path / "resumed" / "checkpoint" / "trainer.json").read_text())
+    assert state["epoch"] == 2
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", fit)
+    resumed = run(train_cfg(*extra, "resume=true"), tmp_path / "resumed")
+    keys = [k for k in whole if k.startswith(("val/", "test/"))] + ["best_epoch", "epochs"]
+    assert {k: resumed[k] for k in keys} == {k: whole[k] for k in keys}
+    hist_w = pd.read_csv(tmp_path / "whole" / "history.csv")
+    hist_r = pd.read_csv(tmp_path / "resumed" / "history.csv")
+    assert hist_r["train/loss"].tolist() == hist_w["train/loss"].tolist()
 
 
 def test_corrupt_router_files_give_clear_errors(train_cfg, tmp_path):
@@ -171,7 +222,7 @@ def test_cuda_without_cuda_is_a_clear_error(train_cfg, tmp_path):
 
 
 def test_failed_run_still_finishes_the_wandb_run(train_cfg, tmp_path, monkeypatch):
-    import proute.training as training
+    import proute.trainer as training
 
     def boom(*a, **k):
         raise RuntimeError("injected failure")
@@ -209,7 +260,7 @@ def test_a_finished_run_is_never_overwritten(train_cfg, tmp_path):
 def test_cuda_with_a_cpu_only_dgl_names_the_fix(monkeypatch):
     """With CUDA visible to torch but DGL built without CUDA (the PyPI wheel), the error
     says so and how to install a CUDA build; device=auto falls back to the CPU."""
-    from proute.training import resolve_device
+    from proute.trainer import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     import dgl

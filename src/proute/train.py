@@ -64,7 +64,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from proute.metrics import flat
     from proute.provenance import environment
     from proute.reporting import write_run_report
-    from proute.training import resolve_device, seed_everything
+    from proute.trainer import resolve_device, seed_everything
 
     if (run_dir / "metrics.json").exists() and not cfg.get("overwrite", False):
         raise FileExistsError(
@@ -96,7 +96,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     with logger.start(run_dir, {**resolved, "environment": env, "parameters": n_params}):
         t1 = time.perf_counter()
         history = trainer.fit(model, rg, masking, generator, quiet=bool(cfg.quiet),
-                              on_epoch=lambda e, rec: logger.log_metrics(rec, step=e))
+                              on_epoch=lambda e, rec: logger.log_metrics(rec, step=e),
+                              run_dir=run_dir, resume=bool(cfg.get("resume", False)),
+                              seed=int(cfg.random_state))
         train_seconds = time.perf_counter() - t1
         val = trainer.evaluate(model, rg, "val")
         test = trainer.evaluate(model, rg, "test")   # the one and only test evaluation
@@ -107,6 +109,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         timing = {"data_seconds": data_seconds, "train_seconds": train_seconds,
                   "epochs": len(history), "best_epoch": trainer.best_epoch,
                   "seconds_per_epoch": train_seconds / max(1, len(history)),
+                  "train_pairs_per_second": trainer.pairs_trained
+                  / max(1e-9, sum(r["train/epoch_seconds"] for r in history)),
                   **{f"data_{k}_seconds": v for k, v in prepared.timings.items()}}
         report = write_run_report(run_dir, val, test, baselines, history, timing, n_params,
                                   logger)

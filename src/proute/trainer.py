@@ -1,14 +1,23 @@
 """The training loop: edge masking, early stopping on validation, one test evaluation.
 
-Each gradient step averages the loss over ``batch_size`` independently masked samples of
-the training graph (the masking strategy decides which query→llm edges are hidden and
-scored); an epoch is ``steps_per_epoch`` steps followed by one validation pass. Training
-stops after ``patience`` epochs without a better validation ``monitor`` value, the best
-validation weights are restored, and the test split is evaluated exactly once — by the
+:class:`Trainer` (``trainer=default``) trains on the full graph: each gradient step is one
+masked sample of the training graph (the masking strategy decides which query→llm edges are
+hidden and scored), one forward and one backward pass (``batch_size`` > 1 averages the
+gradient of several samples, one pass each). :class:`MiniBatchTrainer`
+(``trainer=minibatch``) trains on message-flow blocks from DGL's neighbour sampler, so a
+step's cost depends on the batch, not on the graph (:mod:`proute.graph.sampling`). An epoch
+is ``steps_per_epoch`` steps followed by one exact validation pass (full neighbourhoods).
+Training stops after ``patience`` epochs without a better validation ``monitor`` value, the
+best validation weights are restored, and the test split is evaluated exactly once — by the
 caller, after :meth:`Trainer.fit` (never model selection on test: docs/DESIGN.md §3 and
 §4, flaw 2).
 
-Losses (``trainer.loss``):
+Every random draw of epoch ``e`` (masks, dropout, neighbour samples) is seeded from
+``(seed, e)``, and with ``checkpoint_dir`` the trainer writes its whole state after every
+epoch (atomically, safetensors + JSON): a killed run restarted with ``resume=True`` ends
+with the same metrics as an uninterrupted one.
+
+Losses (``trainer.loss``, the registry :data:`LOSSES`):
 
 - ``listwise`` (default): per hidden query node, cross-entropy between the softmax of the
   scores over its hidden LLMs and ``softmax(reward / T)``. It ranks the LLMs by what the
@@ -24,8 +33,12 @@ Losses (``trainer.loss``):
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -36,8 +49,36 @@ from proute.metrics import routing_metrics
 
 log = logging.getLogger(__name__)
 
-LOSSES = ("listwise", "bce", "mse")
 MONITORS = ("reward", "accuracy", "reward_ratio", "macro_f1", "performance")
+
+
+# ---------------------------------------------------------------------- losses
+def listwise_loss(logits, rg, q, l, temperature: float) -> torch.Tensor:
+    """Softmax over each hidden query node's hidden LLMs against ``softmax(reward / T)``."""
+    reward = rg.reward[q, l]
+    uq, group = torch.unique(q, return_inverse=True)
+    n, L = len(uq), rg.reward.shape[1]
+    neg = torch.full((n, L), float("-inf"), device=logits.device)
+    s = neg.index_put((group, l), logits)
+    t = neg.index_put((group, l), reward / temperature)
+    target = torch.softmax(t, dim=1)
+    logp = torch.log_softmax(s, dim=1)
+    valid = torch.isfinite(logp)
+    return -(target * torch.where(valid, logp, torch.zeros_like(logp))).sum(1).mean()
+
+
+def bce_loss(logits, rg, q, l, temperature: float) -> torch.Tensor:
+    """The paper's: is this LLM the user's best (ties: all best are positives)?"""
+    return F.binary_cross_entropy_with_logits(logits, rg.best[q, l].float())
+
+
+def mse_loss(logits, rg, q, l, temperature: float) -> torch.Tensor:
+    """Regression on the reward."""
+    return F.mse_loss(logits, rg.reward[q, l])
+
+
+# A new loss is one function ``(logits, rg, q, l, temperature) -> scalar`` and one line here.
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {"listwise": listwise_loss, "bce": bce_loss, "mse": mse_loss}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -88,13 +129,108 @@ def seed_everything(seed: int) -> None:
     import_dgl().seed(seed)
 
 
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + 7919 * (epoch + 1)) % (2**63 - 1)
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, scalars = {}, {}
+    for idx, per_param in state["state"].items():
+        for name, v in per_param.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{idx}.{name}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{name}"] = v
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    for key, v in meta["scalars"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+class Checkpoint:
+    """The trainer's state after an epoch, in ``<dir>/checkpoint/`` (``state.safetensors``:
+    model, best-validation weights and optimizer tensors; ``trainer.json``: epoch, history,
+    early-stopping counters). Written to a temporary folder and renamed into place, so a
+    run killed while writing keeps the previous checkpoint."""
+
+    NAME = "checkpoint"
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.dir = Path(run_dir) / self.NAME
+
+    def exists(self) -> bool:
+        return (self.dir / "trainer.json").is_file() and (self.dir / "state.safetensors").is_file()
+
+    def save(self, model, opt, best_state, trainer_state: dict) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        if best_state is not None:
+            tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
+        opt_tensors, opt_meta = _flatten_optimizer(opt.state_dict())
+        tensors.update(opt_tensors)
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir.with_name(f".{self.NAME}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file(tensors, str(tmp / "state.safetensors"))
+        (tmp / "trainer.json").write_text(json.dumps({**trainer_state, "optimizer": opt_meta}, indent=1))
+        old = self.dir.with_name(f".{self.NAME}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.dir.exists():
+            self.dir.rename(old)
+        tmp.rename(self.dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load(self, model, opt) -> tuple[dict | None, dict]:
+        """Restore ``model`` and ``opt``; return ``(best_state, trainer_state)``."""
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(self.dir / "state.safetensors"))
+            meta = json.loads((self.dir / "trainer.json").read_text())
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem
+            raise ValueError(f"{self.dir}: unreadable checkpoint ({exc}); delete it to start over") from exc
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+        opt.load_state_dict(_unflatten_optimizer(tensors, meta.pop("optimizer")))
+        return best, meta
+
+
+def query_text_inputs(rg) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(text_feat, text_id)`` of the graph's query nodes (cached on ``rg``): the features of
+    each distinct query text once, and each query node's row in them (see
+    :meth:`proute.models.HeteroGNN.input_states`)."""
+    import pandas as pd
+
+    if "query_text" not in rg._cache:
+        text_id, uniq = pd.factorize(rg.query_nodes["query_id"], sort=False)
+        first = np.unique(text_id, return_index=True)[1]
+        feat = rg.graph.nodes["query"].data["feat"]
+        rows = torch.as_tensor(first, device=feat.device)
+        rg._cache["query_text"] = (feat[rows], torch.as_tensor(text_id, dtype=torch.int64, device=feat.device))
+    return rg._cache["query_text"]
+
+
+# ---------------------------------------------------------------------- trainers
 class Trainer:
-    """Fits a :class:`~proute.models.PersonalizedRouterModel` on a RoutingGraph."""
+    """Fits a :class:`~proute.models.PersonalizedRouterModel` on a RoutingGraph, full-graph:
+    one masked sample, one forward and one backward per gradient step."""
 
     def __init__(
         self,
         train_epoch: int = 100,
-        batch_size: int = 4,
+        batch_size: int = 1,
         steps_per_epoch: int = 2,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -103,42 +239,35 @@ class Trainer:
         monitor: str = "reward",
         patience: int = 20,
         grad_clip: float | None = 1.0,
+        deterministic: bool = False,
     ):
         if loss not in LOSSES:
-            raise ValueError(f"trainer.loss={loss!r}; expected one of {LOSSES}")
+            raise ValueError(f"trainer.loss={loss!r}; expected one of {sorted(LOSSES)}")
         if monitor not in MONITORS:
             raise ValueError(f"trainer.monitor={monitor!r}; expected one of {MONITORS} "
                              "(validation metrics where higher is better)")
         if batch_size < 1 or steps_per_epoch < 1 or train_epoch < 1:
             raise ValueError("train_epoch, batch_size and steps_per_epoch must be >= 1")
+        if not learning_rate > 0 or weight_decay < 0 or patience < 1 or listwise_temperature <= 0:
+            raise ValueError(
+                f"learning_rate must be > 0 (got {learning_rate}), weight_decay >= 0 (got "
+                f"{weight_decay}), patience >= 1 (got {patience}), listwise_temperature > 0 "
+                f"(got {listwise_temperature})")
         self.train_epoch, self.batch_size = int(train_epoch), int(batch_size)
         self.steps_per_epoch = int(steps_per_epoch)
         self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
         self.loss_name, self.temperature = loss, float(listwise_temperature)
         self.monitor, self.patience = monitor, int(patience)
         self.grad_clip = grad_clip
+        self.deterministic = bool(deterministic)
         self.history: list[dict[str, float]] = []
         self.best_epoch = -1
+        self.pairs_trained = 0  # hidden (query node, LLM) pairs scored, for throughput
 
     # -- losses -------------------------------------------------------------------------
     def loss(self, logits: torch.Tensor, rg, q: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
         """Loss on the hidden (query node, llm) pairs ``(q, l)``; logits are raw scores."""
-        if self.loss_name == "bce":
-            # The paper's: is this LLM the user's best (ties: all best are positives)?
-            return F.binary_cross_entropy_with_logits(logits, rg.best[q, l].float())
-        reward = rg.reward[q, l]
-        if self.loss_name == "mse":
-            return F.mse_loss(logits, reward)
-        # listwise: softmax over each hidden query node's hidden LLMs, target softmax(r / T).
-        uq, group = torch.unique(q, return_inverse=True)
-        n, L = len(uq), rg.reward.shape[1]
-        neg = torch.full((n, L), float("-inf"), device=logits.device)
-        s = neg.index_put((group, l), logits)
-        t = neg.index_put((group, l), reward / self.temperature)
-        target = torch.softmax(t, dim=1)
-        logp = torch.log_softmax(s, dim=1)
-        valid = torch.isfinite(logp)
-        return -(target * torch.where(valid, logp, torch.zeros_like(logp))).sum(1).mean()
+        return LOSSES[self.loss_name](logits, rg, q, l, self.temperature)
 
     # -- evaluation ---------------------------------------------------------------------
     @torch.no_grad()
@@ -150,7 +279,7 @@ class Trainer:
         """
         model.eval()
         nodes = rg.pair_node[rg.pairs_of(split)]
-        h = model(rg.graph)
+        h = model(rg.graph, text=query_text_inputs(rg))
         return model.score_all(h, nodes, rg.query_user[nodes]).float().cpu().numpy()
 
     def evaluate(self, model, rg, split: str) -> dict[str, Any]:
@@ -159,39 +288,75 @@ class Trainer:
                                dense["performance"], dense["cost"], dense["observed"],
                                pairs, list(rg.llms))
 
+    # -- one step -------------------------------------------------------------------------
+    def prepare(self, model, rg, masking) -> None:
+        """Per-run set-up before the first step (the mini-batch trainer builds its sampler)."""
+        self.masking = masking
+
+    def train_step(self, model, rg, generator: torch.Generator) -> float:
+        """One gradient step's forward and backward passes; returns the mean loss."""
+        total = 0.0
+        for _ in range(self.batch_size):
+            sample = self.masking.sample(rg, generator)
+            h = model(sample.graph, text=query_text_inputs(rg))
+            q, l = sample.target_query, sample.target_llm
+            loss = self.loss(model.score_pairs(h, q, l, rg.query_user[q]), rg, q, l)
+            (loss / self.batch_size).backward()
+            total += float(loss)
+            self.pairs_trained += int(q.shape[0])
+        return total / self.batch_size
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before an epoch's first step (after its random generators are seeded)."""
+
     # -- fitting ------------------------------------------------------------------------
     def fit(self, model, rg, masking, generator: torch.Generator,
-            on_epoch: Callable[[int, dict], None] | None = None, quiet: bool = False):
-        """Train with early stopping; restores the best-validation weights."""
+            on_epoch: Callable[[int, dict], None] | None = None, quiet: bool = False,
+            run_dir: str | os.PathLike | None = None, resume: bool = False,
+            seed: int | None = None):
+        """Train with early stopping; restores the best-validation weights.
+
+        ``seed`` (default: the generator's initial seed) seeds every epoch's draws.
+        ``run_dir``: write a checkpoint there after every epoch; ``resume=True`` continues
+        from it when it exists.
+        """
         from tqdm.auto import tqdm
 
+        if self.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.set_num_threads(1)
+        seed = int(generator.initial_seed() if seed is None else seed)
+        self.prepare(model, rg, masking)
         opt = torch.optim.AdamW(model.parameters(), lr=self.learning_rate,
                                 weight_decay=self.weight_decay)
-        best_value, best_state, waited = -np.inf, None, 0
-        bar = tqdm(range(self.train_epoch), desc="epochs", disable=quiet, unit="epoch")
+        best_value, best_state, waited, start = -np.inf, None, 0, 0
+        ckpt = Checkpoint(run_dir) if run_dir is not None else None
+        if resume and ckpt is not None and ckpt.exists():
+            best_state, st = ckpt.load(model, opt)
+            best_value, waited, self.best_epoch = st["best_value"], st["waited"], st["best_epoch"]
+            self.history, start = st["history"], st["epoch"] + 1
+            log.info("resumed from %s after epoch %d", ckpt.dir, st["epoch"])
+            if st.get("stopped"):
+                start = self.train_epoch
+        bar = tqdm(range(start, self.train_epoch), desc="epochs", disable=quiet, unit="epoch")
         for epoch in bar:
+            generator.manual_seed(_epoch_seed(seed, epoch))
+            torch.manual_seed(_epoch_seed(seed, epoch) + 1)
+            self.start_epoch(epoch)
             t0 = time.perf_counter()
             model.train()
             losses = []
             for _ in range(self.steps_per_epoch):
                 opt.zero_grad()
-                total = 0.0
-                for _ in range(self.batch_size):
-                    sample = masking.sample(rg, generator)
-                    h = model(sample.graph)
-                    q, l = sample.target_query, sample.target_llm
-                    logits = model.score_pairs(h, q, l, rg.query_user[q])
-                    loss = self.loss(logits, rg, q, l)
-                    (loss / self.batch_size).backward()
-                    total += float(loss)
+                losses.append(self.train_step(model, rg, generator))
                 if self.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), float(self.grad_clip))
                 opt.step()
-                losses.append(total / self.batch_size)
             train_time = time.perf_counter() - t0
             val = self.evaluate(model, rg, "val")["overall"]
             record = {"epoch": epoch, "train/loss": float(np.mean(losses)),
-                      "train/epoch_seconds": train_time,
+                      "train/epoch_seconds": train_time, "train/pairs": self.pairs_trained,
+                      "val/seconds": time.perf_counter() - t0 - train_time,
                       **{f"val/{k}": v for k, v in val.items()}}
             self.history.append(record)
             value = val[self.monitor]
@@ -200,13 +365,77 @@ class Trainer:
                 self.best_epoch = epoch
             else:
                 waited += 1
+            stop = waited >= self.patience
+            if ckpt is not None:
+                ckpt.save(model, opt, best_state, {
+                    "epoch": epoch, "best_value": best_value, "waited": waited,
+                    "best_epoch": self.best_epoch, "history": self.history, "stopped": stop})
             bar.set_postfix(loss=f"{record['train/loss']:.4f}",
                             **{f"val_{self.monitor}": f"{value:.4f}"}, best=self.best_epoch)
             if on_epoch is not None:
                 on_epoch(epoch, record)
-            if waited >= self.patience:
+            if stop:
                 log.info("early stop at epoch %d (best %d)", epoch, self.best_epoch)
                 break
         if best_state is not None:
             model.load_state_dict(best_state)
         return self.history
+
+
+class MiniBatchTrainer(Trainer):
+    """Mini-batch training on message-flow blocks from DGL's neighbour sampler
+    (:class:`proute.graph.sampling.MaskedNeighborSampler`): each step takes
+    ``batch_nodes`` random train query nodes as seeds, hides their outcome edges (so they
+    look like val/test queries, as :class:`~proute.graph.masking.QueryMasking` does),
+    samples ``fanouts`` in-neighbours per layer and relation, and scores the seeds' hidden
+    (query, LLM) pairs. ``steps_per_epoch=None``: one pass over the train query nodes.
+    Validation and test stay exact (full neighbourhoods). ``masking`` must hide whole query
+    nodes (``masking=query``, the default); its rate is not used: the batch is the mask.
+    """
+
+    def __init__(self, batch_nodes: int = 4096, fanouts=(64, 64), steps_per_epoch: int | None = None,
+                 **kwargs):
+        super().__init__(steps_per_epoch=1, **kwargs)
+        if batch_nodes < 1:
+            raise ValueError(f"trainer.batch_nodes must be >= 1; got {batch_nodes}")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise ValueError(f"trainer.steps_per_epoch must be >= 1 or null; got {steps_per_epoch}")
+        self.batch_nodes, self.fanouts = int(batch_nodes), fanouts
+        self._steps = steps_per_epoch
+
+    def prepare(self, model, rg, masking) -> None:
+        from proute.graph.masking import QueryMasking
+        from proute.graph.sampling import MaskedNeighborSampler
+
+        if not isinstance(masking, QueryMasking):
+            raise ValueError(
+                f"trainer=minibatch hides the outcome edges of whole seed query nodes; "
+                f"masking={type(masking).__name__} is for full-graph training (trainer=default)")
+        self.sampler = MaskedNeighborSampler(rg, self.fanouts, num_layers=model.gnn.num_layers)
+        n = len(self.sampler.train_nodes)
+        self.steps_per_epoch = self._steps or max(1, -(-n // self.batch_nodes))
+
+    def start_epoch(self, epoch: int) -> None:
+        self._order, self._pos = None, 0  # a new permutation of the train query nodes
+
+    def _next_seeds(self, generator) -> torch.Tensor:
+        nodes = self.sampler.train_nodes
+        if self._order is None or self._pos >= len(nodes):
+            self._order, self._pos = nodes[torch.randperm(len(nodes), generator=generator)], 0
+        seeds = self._order[self._pos: self._pos + self.batch_nodes]
+        self._pos += self.batch_nodes
+        return seeds
+
+    def train_step(self, model, rg, generator: torch.Generator) -> float:
+        total = 0.0
+        for _ in range(self.batch_size):
+            batch = self.sampler.sample(self._next_seeds(generator), generator)
+            h0 = model.gnn.input_states_of(batch.blocks[0], batch.node_feat, query_text_inputs(rg))
+            h = model.gnn.forward_blocks(batch.blocks, h0)
+            q, l = batch.target_query, batch.target_llm  # ids in rg; rows of h via *_pos
+            logits = model.score_pairs(h, batch.target_pos, batch.target_llm_pos, batch.target_user_pos)
+            loss = self.loss(logits, rg, q, l)
+            (loss / self.batch_size).backward()
+            total += float(loss)
+            self.pairs_trained += int(q.shape[0])
+        return total / self.batch_size
