@@ -281,14 +281,19 @@ def test_model_configs(rg, name, decoder):
     assert _scores(model, rg).shape == (rg.num_query_nodes, rg.num_llms)
 
 
+@pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("edge_dim", [1, 2])
 @pytest.mark.parametrize("conv", CONVS)
-def test_outcome_conv_equals_per_edge_film(conv, edge_dim):
-    """The outcome modules aggregate FiLM messages without building them per edge: the
-    result and its gradients equal the per-edge reference form."""
+def test_outcome_conv_equals_per_edge_film(conv, edge_dim, dense, monkeypatch):
+    """The outcome modules aggregate FiLM messages without building them per edge (a dense
+    matmul when one side is small, else DGL's SpMM): the result and its gradients equal
+    the per-edge reference form."""
     import dgl
 
+    from proute.models import layers
     from proute.models.layers import EdgeGATConv, make_outcome_conv
+
+    monkeypatch.setattr(layers, "DENSE_SIDE_MAX", 512 if dense else 0)
 
     torch.manual_seed(0)
     g = dgl.heterograph({("a", "r", "b"): (torch.randint(0, 30, (200,)), torch.randint(0, 25, (200,)))},

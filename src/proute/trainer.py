@@ -129,6 +129,12 @@ def seed_everything(seed: int) -> None:
     import_dgl().seed(seed)
 
 
+def _dgl():
+    from proute._deps import import_dgl
+
+    return import_dgl()
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + 7919 * (epoch + 1)) % (2**63 - 1)
 
@@ -291,16 +297,30 @@ class Trainer:
     # -- one step -------------------------------------------------------------------------
     def prepare(self, model, rg, masking) -> None:
         """Per-run set-up before the first step (the mini-batch trainer builds its sampler)."""
-        self.masking = masking
+        self.masking, self._num_layers = masking, model.gnn.num_layers
+        # Every sparse format now, not on first use: the neighbour order DGL's samplers see
+        # (and so float summation order) then does not depend on what ran before, and a
+        # resumed run repeats an uninterrupted one exactly.
+        rg.graph.create_formats_()
+
+    def next_batch(self, rg, generator: torch.Generator):
+        """One masked sample as message-flow blocks with full neighbourhoods: the same
+        scores as a full-graph forward of the masked graph, computed only where the loss
+        needs them (:func:`proute.graph.sampling.full_neighbor_batch`)."""
+        from proute.graph.sampling import full_neighbor_batch
+
+        return full_neighbor_batch(rg, self.masking.sample(rg, generator), self._num_layers)
 
     def train_step(self, model, rg, generator: torch.Generator) -> float:
         """One gradient step's forward and backward passes; returns the mean loss."""
         total = 0.0
         for _ in range(self.batch_size):
-            sample = self.masking.sample(rg, generator)
-            h = model(sample.graph, text=query_text_inputs(rg))
-            q, l = sample.target_query, sample.target_llm
-            loss = self.loss(model.score_pairs(h, q, l, rg.query_user[q]), rg, q, l)
+            batch = self.next_batch(rg, generator)
+            h0 = model.gnn.input_states_of(batch.blocks[0], batch.node_feat, query_text_inputs(rg))
+            h = model.gnn.forward_blocks(batch.blocks, h0)
+            q, l = batch.target_query, batch.target_llm  # ids in rg; rows of h via *_pos
+            logits = model.score_pairs(h, batch.target_pos, batch.target_llm_pos, batch.target_user_pos)
+            loss = self.loss(logits, rg, q, l)
             (loss / self.batch_size).backward()
             total += float(loss)
             self.pairs_trained += int(q.shape[0])
@@ -342,6 +362,7 @@ class Trainer:
         for epoch in bar:
             generator.manual_seed(_epoch_seed(seed, epoch))
             torch.manual_seed(_epoch_seed(seed, epoch) + 1)
+            _dgl().seed((_epoch_seed(seed, epoch) + 2) % (2**31 - 1))
             self.start_epoch(epoch)
             t0 = time.perf_counter()
             model.train()
@@ -411,6 +432,7 @@ class MiniBatchTrainer(Trainer):
             raise ValueError(
                 f"trainer=minibatch hides the outcome edges of whole seed query nodes; "
                 f"masking={type(masking).__name__} is for full-graph training (trainer=default)")
+        super().prepare(model, rg, masking)
         self.sampler = MaskedNeighborSampler(rg, self.fanouts, num_layers=model.gnn.num_layers)
         n = len(self.sampler.train_nodes)
         self.steps_per_epoch = self._steps or max(1, -(-n // self.batch_nodes))
@@ -426,16 +448,5 @@ class MiniBatchTrainer(Trainer):
         self._pos += self.batch_nodes
         return seeds
 
-    def train_step(self, model, rg, generator: torch.Generator) -> float:
-        total = 0.0
-        for _ in range(self.batch_size):
-            batch = self.sampler.sample(self._next_seeds(generator), generator)
-            h0 = model.gnn.input_states_of(batch.blocks[0], batch.node_feat, query_text_inputs(rg))
-            h = model.gnn.forward_blocks(batch.blocks, h0)
-            q, l = batch.target_query, batch.target_llm  # ids in rg; rows of h via *_pos
-            logits = model.score_pairs(h, batch.target_pos, batch.target_llm_pos, batch.target_user_pos)
-            loss = self.loss(logits, rg, q, l)
-            (loss / self.batch_size).backward()
-            total += float(loss)
-            self.pairs_trained += int(q.shape[0])
-        return total / self.batch_size
+    def next_batch(self, rg, generator: torch.Generator):
+        return self.sampler.sample(self._next_seeds(generator), generator)

@@ -1,4 +1,12 @@
-"""Mini-batch sampling with DGL's neighbour sampler, for :class:`proute.trainer.MiniBatchTrainer`.
+"""Message-flow blocks for training, from DGL's samplers.
+
+Both trainers run the GNN on blocks whose outputs are just the nodes the loss needs (the
+hidden query nodes, their users, every LLM): a node that only passes context (the other
+train query nodes) is computed at the layers where it is needed, and val/test query nodes,
+which send nothing, never appear. :func:`full_neighbor_batch` builds them with full
+neighbourhoods from a masked graph (:mod:`proute.graph.masking`): the same numbers as a
+full-graph forward, with less work. :class:`MaskedNeighborSampler` samples them for
+mini-batch training:
 
 A batch is a set of *seed* train query nodes. Like :class:`~proute.graph.masking.QueryMasking`,
 the seeds' outcome edges (both directions) and their ``asked_by``/``belongs_to`` edges are
@@ -64,6 +72,41 @@ def _fanout_dicts(fanouts, etypes: Sequence[tuple], num_layers: int) -> list[dic
     return out
 
 
+def _copy_outcome_feats(blocks, graph) -> None:
+    for block in blocks:
+        for cet in block.canonical_etypes:
+            if is_outcome(cet):
+                block.edges[cet].data["feat"] = graph.edges[cet].data["feat"][block.edges[cet].data[dgl.EID]]
+
+
+def _make_batch(rg: RoutingGraph, blocks, seeds: torch.Tensor, users, hidden_q, hidden_l, node_feat) -> Batch:
+    """A :class:`Batch` whose outputs are ``seeds`` (query), ``users`` and every LLM."""
+    pos = torch.empty(rg.num_query_nodes, dtype=torch.int64, device=hidden_q.device)
+    pos[seeds] = torch.arange(len(seeds), device=hidden_q.device)
+    user_pos = torch.searchsorted(users, rg.query_user[hidden_q]) if users is not None else None
+    return Batch(blocks, node_feat, hidden_q, hidden_l, pos[hidden_q], user_pos, hidden_l)
+
+
+def _output_nodes(rg: RoutingGraph, seeds: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
+    out = {QUERY: seeds, LLM: torch.arange(rg.num_llms, device=seeds.device)}
+    users = None
+    if rg.has_users:
+        users = torch.unique(rg.query_user[seeds])
+        out[USER] = users
+    return out, users
+
+
+def full_neighbor_batch(rg: RoutingGraph, sample, num_layers: int) -> Batch:
+    """Blocks with full neighbourhoods on a mask sample's graph, for its hidden pairs."""
+    seeds = sample.query_nodes
+    out, users = _output_nodes(rg, seeds)
+    sampler = dgl.dataloading.MultiLayerFullNeighborSampler(num_layers)
+    _, _, blocks = sampler.sample_blocks(sample.graph, out)
+    _copy_outcome_feats(blocks, sample.graph)
+    node_feat = {nt: rg.graph.nodes[nt].data["feat"] for nt in rg.graph.ntypes if "feat" in rg.graph.nodes[nt].data}
+    return _make_batch(rg, blocks, seeds, users, sample.target_query, sample.target_llm, node_feat)
+
+
 class MaskedNeighborSampler:
     """Seeds → blocks with the seeds' own outcome and sender edges excluded."""
 
@@ -101,19 +144,8 @@ class MaskedNeighborSampler:
         for cet, lookup in self.sender_eid.items():
             e = lookup[s]
             exclude[cet] = torch.from_numpy(e[e >= 0]).to(g.device)
-        out_nodes = {QUERY: seeds.to(g.device), LLM: torch.arange(rg.num_llms, device=g.device)}
-        users = None
-        if rg.has_users:
-            users = torch.unique(rg.query_user[seeds])
-            out_nodes[USER] = users
-        _, _, blocks = self.sampler.sample_blocks(g, out_nodes, exclude_eids=exclude)
-        for block in blocks:
-            for cet in block.canonical_etypes:
-                if is_outcome(cet):
-                    eid = block.edges[cet].data[dgl.EID]
-                    block.edges[cet].data["feat"] = g.edges[cet].data["feat"][eid]
-        q, l = rg.edge_query[hidden_t], rg.edge_llm[hidden_t]
-        pos = torch.empty(rg.num_query_nodes, dtype=torch.int64, device=q.device)
-        pos[seeds] = torch.arange(len(seeds), device=q.device)
-        user_pos = torch.searchsorted(users, rg.query_user[q]) if users is not None else None
-        return Batch(blocks, self.node_feat, q, l, pos[q], user_pos, l)
+        out, users = _output_nodes(rg, seeds.to(g.device))
+        _, _, blocks = self.sampler.sample_blocks(g, out, exclude_eids=exclude)
+        _copy_outcome_feats(blocks, g)
+        return _make_batch(rg, blocks, seeds.to(g.device), users, rg.edge_query[hidden_t],
+                           rg.edge_llm[hidden_t], self.node_feat)

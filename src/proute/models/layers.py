@@ -97,22 +97,24 @@ def _check_efeat(graph, efeat: torch.Tensor | None, edge_dim: int) -> torch.Tens
 DENSE_SIDE_MAX = 512
 
 
-def _weighted_sums(graph, xa: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-    """``r[i, h, c, :] = Σ_{j→i} coef[ji, h, c] · xa[j, h, :]``: ``xa`` ``[N_src, H, F]``,
-    ``coef`` ``[E, H, C]`` → ``[N_dst, H, C, F]``, without an ``[E, ·, F]`` tensor."""
+def _weighted_sums(graph, x: torch.Tensor, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``r[c, h, i] = Σ_{j→i} coef[ji, h, c] · x[j, h]`` and ``s[c, h, i] = Σ_{j→i} coef[ji, h, c]``
+    for ``x`` ``[N_src, H, F]`` and ``coef`` ``[E, H, C]``: ``r`` is ``[C, H, N_dst, F]``, ``s``
+    ``[C, H, N_dst]``; no ``[E, ·, F]`` tensor is built."""
     n_src, n_dst = graph.num_src_nodes(), graph.num_dst_nodes()
     H, C = coef.shape[1], coef.shape[2]
     if min(n_src, n_dst) <= DENSE_SIDE_MAX:
         src, dst = graph.edges()
         flat = (dst * n_src + src).to(coef.device)
-        A = coef.new_zeros(H * C, n_dst * n_src).index_add(1, flat, coef.reshape(-1, H * C).t())
-        r = torch.matmul(A.view(H, C, n_dst, n_src), xa.transpose(0, 1).unsqueeze(1))  # [H, C, N_dst, F]
-        return r.permute(2, 0, 1, 3)
-    with graph.local_scope():  # DGL's fused SpMM with broadcasting over (H, C, F)
-        graph.srcdata["xa"] = xa.unsqueeze(2)  # [N, H, 1, F]
-        graph.edata["c"] = coef.unsqueeze(-1)  # [E, H, C, 1]
-        graph.update_all(fn.u_mul_e("xa", "c", "m"), fn.sum("m", "r"))
-        return graph.dstdata["r"]
+        A = coef.new_zeros(C * H, n_dst * n_src).index_add(1, flat, coef.permute(2, 1, 0).reshape(C * H, -1))
+        A = A.view(C, H, n_dst, n_src)
+        return torch.matmul(A, x.transpose(0, 1)), A.sum(-1)
+    with graph.local_scope():  # DGL's fused SpMM with broadcasting over (C, H, F)
+        graph.srcdata["x"] = x.unsqueeze(1)  # [N, 1, H, F]
+        graph.edata["c"] = coef.permute(0, 2, 1).unsqueeze(-1)  # [E, C, H, 1]
+        graph.update_all(fn.u_mul_e("x", "c", "m"), fn.sum("m", "r"))
+        graph.update_all(fn.copy_e("c", "m"), fn.sum("m", "s"))
+        return graph.dstdata["r"].permute(1, 2, 0, 3), graph.dstdata["s"].squeeze(-1).permute(1, 2, 0)
 
 
 def _film_aggregate(graph, x: torch.Tensor, e: torch.Tensor, film: _FiLM, weight=None, reduce="mean"):
@@ -120,29 +122,30 @@ def _film_aggregate(graph, x: torch.Tensor, e: torch.Tensor, film: _FiLM, weight
     is ``[N_src, H, F]`` and ``weight`` ``[E, H]``; ``weight=None``: 1), without building the
     per-edge messages.
 
-    The sender features get an extra constant 1 channel and the edge weights become
-    ``[w, w·e_1, …, w·e_k]``; one weighted sum (:func:`_weighted_sums`) then yields, per
-    receiver, ``r_0 = Σ w x`` (with ``Σ w`` in the extra channel) and ``r_k = Σ w e_k x``
-    (with ``Σ w e_k``), from which the FiLM sum follows exactly.
+    With coefficients ``[w, w·e_1, …, w·e_k]`` per edge, one weighted sum
+    (:func:`_weighted_sums`) yields per receiver ``Σ w x``, ``Σ w e_k x``, ``Σ w`` and
+    ``Σ w e_k``, from which the FiLM sum follows exactly:
+    ``(1 + g₀) ⊙ Σ w x + Σ_k G_k ⊙ Σ w e_k x + B Σ w e + b₀ Σ w``.
     """
     heads = x.dim() == 3
     xs = x if heads else x.unsqueeze(1)  # [N, H, F]
-    n_src, H, F = xs.shape
+    H, F = xs.shape[1], xs.shape[2]
     k = e.shape[1]
-    xa = torch.cat([xs, xs.new_ones(n_src, H, 1)], dim=2)  # [N, H, F+1]
     w = e.new_ones(e.shape[0], H) if weight is None else weight.reshape(e.shape[0], H)
+    if reduce == "mean":  # 1 / in-degree of the receiver, on the edges (cheaper than on r)
+        w = w / graph.in_degrees().to(w)[graph.edges()[1].long()].unsqueeze(-1)
     coef = torch.cat([w.unsqueeze(-1), w.unsqueeze(-1) * e.unsqueeze(1)], dim=2)  # [E, H, k+1]
-    r = _weighted_sums(graph, xa, coef)  # [N_dst, H, k+1, F+1]
-    if reduce == "mean":
-        r = r / graph.in_degrees().clamp(min=1).to(r).view(-1, 1, 1, 1)
+    r, s = _weighted_sums(graph, xs, coef)  # [k+1, H, N_dst, F], [k+1, H, N_dst]
     G = film.gamma.weight.view(H, F, k)
     B = film.beta.weight.view(H, F, k)
-    g0 = film.gamma.bias.view(H, F)
-    b0 = film.beta.bias.view(H, F)
-    wsum, xsum = r[:, :, 0, F], r[:, :, 0, :F]  # Σ w, Σ w x
-    esum, exsum = r[:, :, 1:, F], r[:, :, 1:, :F]  # Σ w e_k, Σ w e_k x   ([N, H, k], [N, H, k, F])
-    out = (1.0 + g0) * xsum + torch.einsum("hfk,nhkf->nhf", G, exsum)
-    out = out + torch.einsum("hfk,nhk->nhf", B, esum) + b0 * wsum.unsqueeze(-1)
+    g0 = film.gamma.bias.view(H, 1, F)
+    b0 = film.beta.bias.view(H, 1, F)
+    r0, *rk = r.unbind(0)  # unbind, not slicing: its backward stacks, it fills no zeros
+    s0, *sk = s.unbind(0)
+    out = (1.0 + g0) * r0 + b0 * s0.unsqueeze(-1)  # [H, N_dst, F]
+    for i in range(k):
+        out = out + G[:, :, i].unsqueeze(1) * rk[i] + B[:, :, i].unsqueeze(1) * sk[i].unsqueeze(-1)
+    out = out.transpose(0, 1)  # [N_dst, H, F]
     return out if heads else out.squeeze(1)
 
 
@@ -285,7 +288,7 @@ class _FlattenHeads(nn.Module):
 
     def forward(self, graph, feat, **kwargs):
         out = self.conv(graph, feat, **kwargs)
-        return out.reshape(out.shape[0], -1)
+        return out.flatten(1)
 
 
 def _heads(dim: int, num_heads: int) -> int:
