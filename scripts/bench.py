@@ -1,23 +1,39 @@
-"""Benchmarks on the default dataset (prints medians; nothing is asserted).
+"""Benchmarks (prints numbers and writes them; nothing is asserted).
 
-    python scripts/bench.py [--skip-cold] [--repeats N]
+    python scripts/bench.py [--skip-scale] [--scale-users 10,100,1000] [--repeats N]
+                            [--out experiments/bench]
 
-1. data: first load with an empty embedding cache vs a second load (cache reused);
-2. masking: one sample of each strategy on the default graph;
-3. training: one forward+backward of each conv variant on a masked sample;
-4. routing: one query through the exported-router path (cached context, no graph pass)
-   vs one full-graph forward (what the reference code does per query), and a batch of 256.
+1. training on the default data and config, both modes (trainer=default, trainer=minibatch):
+   time to best validation, seconds per epoch, trained (query, LLM) pairs per second,
+   peak RSS, test reward — each a real ``python -m proute.train`` run in a subprocess;
+2. one training step of each conv variant (median over repeats);
+3. routing latency: one query through the exported-router path (cached context, no graph
+   pass) vs one full-graph forward, and the throughput of a batch of 256;
+4. scaling: ``experiment=scale`` (simulated users each asking 2,000 of the bundled queries)
+   for a growing number of users, one epoch in each mode, in a subprocess each with a 22 GiB
+   address-space limit (a point that does not fit is reported as such); the log-log slopes
+   of time and peak memory against train edges, and a plot.
+
+Writes ``<out>/bench.json`` and ``<out>/scaling.png`` and prints the tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+MEM_LIMIT = 22 * 2**30
 
 
 def median_time(fn, repeats: int) -> float:
@@ -29,76 +45,82 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-cold", action="store_true",
-                        help="skip the cold-cache load (encodes 5,989 queries, ~2 min)")
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+def train_run(overrides: list[str], limit: int | None = None) -> dict:
+    """One ``python -m proute.train`` run in a subprocess; its metrics, or the failure."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "proute.train", "logger=none", "quiet=true",
+               "export_router=false", f"hydra.run.dir={tmp}/run", *overrides]
 
+        def cap():
+            if limit:
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=cap)
+        wall = time.perf_counter() - t
+        metrics = Path(tmp) / "run" / "metrics.json"
+        if proc.returncode != 0 or not metrics.exists():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+            return {"ok": False, "error": tail[0][:300], "wall_seconds": wall}
+        m = json.loads(metrics.read_text())
+    return {"ok": True, "wall_seconds": wall, **m["timing"],
+            "test_reward": m["test"]["overall"]["reward"]}
+
+
+def bench_training(args) -> dict:
+    print("\n== 1. training on the default data (default config, seed 42)")
+    out = {}
+    for mode in ("default", "minibatch"):
+        r = train_run([f"trainer={mode}"])
+        out[mode] = r
+        if not r["ok"]:
+            print(f"{mode:>10}: failed: {r['error']}")
+            continue
+        print(f"{mode:>10}: {r['train_seconds']:6.1f} s training, {r['epochs']} epochs (best "
+              f"{r['best_epoch']}), {r['seconds_per_epoch']:.2f} s/epoch, time to best "
+              f"{r['time_to_best_seconds']:.1f} s, {r['train_pairs_per_second']:,.0f} pairs/s, "
+              f"peak RSS {r['peak_rss_mb']:,.0f} MiB, test reward {r['test_reward']:.4f}")
+    return out
+
+
+def bench_steps_and_routing(args) -> dict:
+    import torch
     from hydra.utils import instantiate
 
     from proute.config import compose
     from proute.data.pipeline import prepare_from_config
-    from proute.graph.masking import (ColdStartMasking, QueryMasking, RandomEdgeMasking,
-                                      UserBalancedMasking)
     from proute.train import build_graph_from
+    from proute.trainer import Trainer
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("\n== 1. data load (default dataset, 9 users)")
-    if not args.skip_cold:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = compose("train", [f"paths.cache_dir={tmp}"])
-            t = time.perf_counter()
-            prepare_from_config(cfg)
-            cold = time.perf_counter() - t
-            t = time.perf_counter()
-            prepare_from_config(cfg)
-            warm = time.perf_counter() - t
-        print(f"first load (empty cache): {cold:.1f} s; second load: {warm:.2f} s; "
-              f"ratio {cold / warm:.0f}x")
-    cfg = compose("train")
+    cfg = compose("train", ["logger=none"])
     prepared = prepare_from_config(cfg)
-    print(f"load with the project cache: {prepared.timings['total']:.2f} s "
-          f"({ {k: round(v, 2) for k, v in prepared.timings.items()} })")
-
     rg = build_graph_from(prepared, cfg.graph)
-    print(f"\n== 2. masking ({rg})")
-    gen = torch.Generator().manual_seed(0)
-    for strategy in (RandomEdgeMasking(0.3), QueryMasking(0.3), UserBalancedMasking(0.3),
-                     ColdStartMasking(0.3, 0.3)):
-        ms = 1000 * median_time(lambda: strategy.sample(rg, gen), max(10, args.repeats))
-        print(f"{type(strategy).__name__:>22}: {ms:7.1f} ms per sample (median)")
-
-    print("\n== 3. training step (forward + backward, one query-masked sample)")
-    sample = QueryMasking(0.3).sample(rg, gen)
-    q, l = sample.target_query, sample.target_llm
-    models = {}
+    out: dict = {"steps": {}, "routing": {}}
+    print(f"\n== 2. one training step (forward + backward on one masked sample), {rg}")
     for conv in ("graphconv", "sage", "gat", "gatv2"):
-        model = instantiate(compose("train", [f"model={conv}"]).model)(rg)
-        models[conv] = model
+        c = compose("train", ["logger=none", f"model={conv}"])
+        model = instantiate(c.model)(rg)
+        trainer = instantiate(c.trainer)
+        trainer.prepare(model, rg, instantiate(c.masking))
+        gen = torch.Generator().manual_seed(0)
+        model.train()
+        sec = median_time(lambda m=model, t=trainer: t.train_step(m, rg, gen), args.repeats)  # noqa: B023
+        out["steps"][conv] = sec
+        print(f"{conv:>10}: {sec:6.3f} s per step (median of {args.repeats})")
 
-        def step():
-            model.zero_grad()
-            h = model(sample.graph)
-            model.score_pairs(h, q, l, rg.query_user[q]).sum().backward()
-
-        print(f"{conv:>10}: {median_time(step, args.repeats):6.2f} s per step (median)")
-
-    print("\n== 4. routing latency (graphconv, untrained weights: timing only)")
-    model = models["graphconv"].eval()
+    print("\n== 3. routing latency (graphconv, untrained weights: timing only)")
+    model = instantiate(cfg.model)(rg).eval()
     with torch.no_grad():
         cache = model.context_cache(rg.graph)
     test = rg.nodes_of("test")
     feat = rg.graph.nodes["query"].data["feat"][test]
     users, tasks = rg.query_user[test], rg.query_task[test]
     rng = np.random.default_rng(0)
-    picks = rng.integers(0, len(test), size=50)
 
     def one():
-        i = int(picks[rng.integers(50)])
+        i = int(rng.integers(len(test)))
         with torch.no_grad():
-            model.score_new(cache, feat[i:i + 1], users[i:i + 1], tasks[i:i + 1])
+            model.score_new(cache, feat[i : i + 1], users[i : i + 1], tasks[i : i + 1])
 
     def full():
         with torch.no_grad():
@@ -109,12 +131,101 @@ def main() -> None:
         with torch.no_grad():
             model.score_new(cache, feat[:256], users[:256], tasks[:256])
 
-    single = median_time(one, 50)
-    whole = median_time(full, args.repeats)
-    b = median_time(batch, 20)
+    single, whole, b = median_time(one, 50), median_time(full, args.repeats), median_time(batch, 20)
+    out["routing"] = {"one_query_ms": 1000 * single, "full_graph_forward_ms": 1000 * whole,
+                      "batch256_ms": 1000 * b, "batch256_queries_per_second": 256 / b}
     print(f"one query, cached context: {1000 * single:.2f} ms; one full-graph forward: "
-          f"{1000 * whole:.0f} ms; ratio {whole / single:.0f}x")
-    print(f"batch of 256: {1000 * b:.1f} ms ({256 / b:.0f} queries/s)")
+          f"{1000 * whole:.0f} ms ({whole / single:.0f}x); batch of 256: {1000 * b:.1f} ms "
+          f"({256 / b:,.0f} queries/s)")
+    _ = Trainer  # the trainers' own step is what section 2 times
+    return out
+
+
+def slope(x, y) -> float:
+    x, y = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    return float(np.polyfit(x, y, 1)[0]) if len(x) >= 2 else float("nan")
+
+
+def bench_scale(args) -> dict:
+    print("\n== 4. scaling: experiment=scale, one epoch per point")
+    rows = []
+    for users in args.scale_users:
+        for mode in ("minibatch", "default"):
+            ov = ["experiment=scale", f"users.num_users={users}", f"trainer={mode}", "train_epoch=1",
+                  f"users.queries_per_user={args.queries_per_user}"]
+            r = train_run(ov, limit=MEM_LIMIT)
+            row = {"users": users, "mode": mode, **r}
+            rows.append(row)
+            if r["ok"]:
+                print(f"{users:>5} users {mode:>9}: {r['num_query_nodes']:>9,} query nodes, "
+                      f"{r['num_train_edges']:>11,} train edges, {r['seconds_per_epoch']:8.1f} s/epoch, "
+                      f"{r['train_pairs_per_second']:>9,.0f} pairs/s, peak RSS {r['peak_rss_mb']:>7,.0f} MiB")
+            else:
+                print(f"{users:>5} users {mode:>9}: does not fit / failed: {r['error']}")
+    fits = {}
+    for mode in ("minibatch", "default"):
+        ok = [r for r in rows if r["mode"] == mode and r["ok"]]
+        if len(ok) >= 2:
+            e = [r["num_train_edges"] for r in ok]
+            fits[mode] = {"time_slope": slope(e, [r["seconds_per_epoch"] for r in ok]),
+                          "memory_slope": slope(e, [r["peak_rss_mb"] for r in ok])}
+            print(f"{mode:>9}: log-log slope vs edges: time {fits[mode]['time_slope']:.2f}, "
+                  f"peak memory {fits[mode]['memory_slope']:.2f}")
+    return {"points": rows, "slopes": fits}
+
+
+def plot_scale(scale: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for mode, marker in (("minibatch", "o"), ("default", "s")):
+        ok = [r for r in scale["points"] if r["mode"] == mode and r["ok"]]
+        if not ok:
+            continue
+        e = [r["num_train_edges"] for r in ok]
+        fit = scale["slopes"].get(mode, {})
+        for ax, key, what in ((axes[0], "seconds_per_epoch", "time_slope"),
+                              (axes[1], "peak_rss_mb", "memory_slope")):
+            label = f"{mode} (slope {fit[what]:.2f})" if what in fit else mode
+            ax.loglog(e, [r[key] for r in ok], marker=marker, label=label)
+    axes[0].set_ylabel("seconds per epoch")
+    axes[1].set_ylabel("peak RSS (MiB)")
+    for ax in axes:
+        ax.set_xlabel("train query->LLM edges")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle("proute scaling (experiment=scale, 2-core CPU)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--scale-users", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[10, 100, 1000])
+    parser.add_argument("--queries-per-user", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "bench")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    result: dict = {"threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    if not args.skip_training:
+        result["training"] = bench_training(args)
+    result.update(bench_steps_and_routing(args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.skip_scale:
+        result["scale"] = bench_scale(args)
+        plot_scale(result["scale"], args.out / "scaling.png")
+    (args.out / "bench.json").write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {args.out / 'bench.json'}" + ("" if args.skip_scale else f" and {args.out / 'scaling.png'}"))
 
 
 if __name__ == "__main__":

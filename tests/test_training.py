@@ -144,6 +144,10 @@ def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path, train
         nodes = rg.pair_node[rg.pairs_of("test")]
         full = model.score_all(h, nodes, rg.query_user[nodes]).numpy()
     np.testing.assert_allclose(scores, full, atol=1e-5)
+    # The trainer's evaluation (blocks whose outputs are the test nodes) is the same pass.
+    from proute.trainer import Trainer
+
+    np.testing.assert_allclose(Trainer().scores(model, rg, "test"), full, atol=1e-5)
     # Reloading twice gives bit-identical scores.
     again, _ = PersonalizedRouter.load(tmp_path / "router").score(
         None, list(test_pairs["user_id"]), list(test_pairs["task"]),
@@ -238,7 +242,8 @@ def test_failed_run_still_finishes_the_wandb_run(train_cfg, tmp_path, monkeypatc
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_preset_trains_one_epoch(train_cfg, tmp_path, experiment):
-    small = ["users.queries_per_user=5"] if experiment == "sparse_users" else []
+    small = {"sparse_users": ["users.queries_per_user=5"],
+             "scale": ["users.queries_per_user=5", "users.num_users=4"]}.get(experiment, [])
     out = run(train_cfg(f"experiment={experiment}", "train_epoch=1", *small),
               tmp_path)
     assert np.isfinite(out["test/reward"])

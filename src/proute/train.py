@@ -37,6 +37,15 @@ def check_declared_sizes(cfg: DictConfig, num_users: int, num_tasks: int) -> Non
             )
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+
+
 def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
     """The routing graph of prepared data, with the ``graph/`` config's options."""
     from proute.graph import build_graph
@@ -111,6 +120,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                   "seconds_per_epoch": train_seconds / max(1, len(history)),
                   "train_pairs_per_second": trainer.pairs_trained
                   / max(1e-9, sum(r["train/epoch_seconds"] for r in history)),
+                  "time_to_best_seconds": sum(r["train/epoch_seconds"] + r["val/seconds"]
+                                              for r in history if r["epoch"] <= trainer.best_epoch),
+                  "peak_rss_mb": peak_rss_mb(), "num_users": rg.num_users,
+                  "num_query_nodes": rg.num_query_nodes, "num_train_edges": rg.num_outcome_edges,
                   **{f"data_{k}_seconds": v for k, v in prepared.timings.items()}}
         report = write_run_report(run_dir, val, test, baselines, history, timing, n_params,
                                   logger)

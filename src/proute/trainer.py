@@ -280,13 +280,20 @@ class Trainer:
     def scores(self, model, rg, split: str) -> np.ndarray:
         """Logits ``[n_pairs, num_llms]`` for the (user, query) pairs of ``split``.
 
-        Val/test query nodes have no outcome edges in ``rg.graph``, so one full-graph pass
-        scores them exactly as the exported router would score them one by one.
+        Val/test query nodes have no outcome edges in ``rg.graph``, so a pass over the graph
+        scores them exactly as the exported router would score them one by one. The pass
+        runs on full-neighbourhood blocks whose outputs are these nodes, their users and
+        the LLMs (:func:`proute.graph.sampling.full_neighbor_blocks`): the numbers of a
+        full-graph forward, without computing the other splits' query nodes.
         """
+        from proute.graph.sampling import full_neighbor_blocks
+
         model.eval()
         nodes = rg.pair_node[rg.pairs_of(split)]
-        h = model(rg.graph, text=query_text_inputs(rg))
-        return model.score_all(h, nodes, rg.query_user[nodes]).float().cpu().numpy()
+        blocks, node_feat, pos, users = full_neighbor_blocks(rg, nodes, model.gnn.num_layers)
+        h = model.gnn.forward_blocks(blocks, model.gnn.input_states_of(blocks[0], node_feat, query_text_inputs(rg)))
+        user_pos = torch.searchsorted(users, rg.query_user[nodes]) if users is not None else None
+        return model.score_all(h, pos, user_pos).float().cpu().numpy()
 
     def evaluate(self, model, rg, split: str) -> dict[str, Any]:
         pairs, dense = rg.split_block(split)

@@ -96,6 +96,10 @@ def _output_nodes(rg: RoutingGraph, seeds: torch.Tensor) -> tuple[dict, torch.Te
     return out, users
 
 
+def _node_feat(rg: RoutingGraph) -> dict:
+    return {nt: rg.graph.nodes[nt].data["feat"] for nt in rg.graph.ntypes if "feat" in rg.graph.nodes[nt].data}
+
+
 def full_neighbor_batch(rg: RoutingGraph, sample, num_layers: int) -> Batch:
     """Blocks with full neighbourhoods on a mask sample's graph, for its hidden pairs."""
     seeds = sample.query_nodes
@@ -103,8 +107,19 @@ def full_neighbor_batch(rg: RoutingGraph, sample, num_layers: int) -> Batch:
     sampler = dgl.dataloading.MultiLayerFullNeighborSampler(num_layers)
     _, _, blocks = sampler.sample_blocks(sample.graph, out)
     _copy_outcome_feats(blocks, sample.graph)
-    node_feat = {nt: rg.graph.nodes[nt].data["feat"] for nt in rg.graph.ntypes if "feat" in rg.graph.nodes[nt].data}
-    return _make_batch(rg, blocks, seeds, users, sample.target_query, sample.target_llm, node_feat)
+    return _make_batch(rg, blocks, seeds, users, sample.target_query, sample.target_llm, _node_feat(rg))
+
+
+def full_neighbor_blocks(rg: RoutingGraph, query_nodes: torch.Tensor, num_layers: int):
+    """``(blocks, node_feat, query_pos, users)``: full-neighbourhood blocks of ``rg.graph``
+    whose outputs are the sorted unique ``query_nodes`` (row ``query_pos[i]`` is
+    ``query_nodes[i]``), their ``users`` (sorted) and every LLM — what scoring held-out query
+    nodes needs, exactly as a full-graph forward computes it."""
+    seeds, query_pos = torch.unique(query_nodes, return_inverse=True)
+    out, users = _output_nodes(rg, seeds)
+    _, _, blocks = dgl.dataloading.MultiLayerFullNeighborSampler(num_layers).sample_blocks(rg.graph, out)
+    _copy_outcome_feats(blocks, rg.graph)
+    return blocks, _node_feat(rg), query_pos, users
 
 
 class MaskedNeighborSampler:
@@ -126,7 +141,7 @@ class MaskedNeighborSampler:
                 lookup = np.full(rg.num_query_nodes, -1, np.int64)
                 lookup[src] = np.arange(len(src))
                 self.sender_eid[cet] = lookup
-        self.node_feat = {nt: g.nodes[nt].data["feat"] for nt in g.ntypes if "feat" in g.nodes[nt].data}
+        self.node_feat = _node_feat(rg)
 
     def _outcome_eids(self, seeds: np.ndarray) -> np.ndarray:
         start, count = self.ptr[seeds], self.ptr[seeds + 1] - self.ptr[seeds]
