@@ -58,7 +58,7 @@ def query_split_labels(table: pd.DataFrame, ratios: Sequence[float], seed: int) 
         n_val = min(n_val, len(ids) - n_train)
         for i, qid in enumerate(ids):
             label[qid] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
-    return table["query_id"].astype(str).map(label).rename("split")
+    return table["query_id"].astype(str).map(label).astype("category").rename("split")
 
 
 def check_query_disjoint(table: pd.DataFrame, source: str = "split") -> None:
@@ -86,7 +86,7 @@ class QuerySplit:
         if "split" in table.columns:
             log.info("%s: using the split column found in the data", data.name)
             return table
-        return table.assign(split=query_split_labels(table, self.ratios, self.seed).to_numpy())
+        return table.assign(split=query_split_labels(table, self.ratios, self.seed).to_numpy(dtype=object)).astype({"split": "category"})
 
     def __call__(self, data: RoutingData) -> RoutingData:
         table = self.base(data)

@@ -91,22 +91,32 @@ def _first(bad: np.ndarray) -> int:
     return int(np.flatnonzero(bad)[0])
 
 
+def as_text(series: pd.Series) -> pd.Series:
+    """``series`` as text; a categorical stays categorical (its categories become text), so
+    a large table keeps one copy of each distinct string (see ``proute.data.users``)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.rename_categories(series.cat.categories.astype(str))
+    return series.astype(str)
+
+
 def _check_text_and_ids(df: pd.DataFrame, source: str, require_users: bool) -> None:
     """Query text: a non-empty string; ids present; task and llm as text (in place)."""
     text = df["query"]
-    bad = text.isna().to_numpy() | (text.astype(str).str.strip() == "").to_numpy()
+    missing = text.isna().to_numpy()
+    text = as_text(text)
+    bad = missing | (text.str.strip() == "").to_numpy(dtype=bool, na_value=True)
     if bad.any():
         raise DataError(
             f"{source}: {_row_label(df, _first(bad))}: field 'query' is empty; expected non-empty text"
         )
-    df["query"] = text.astype(str)
+    df["query"] = text
 
     for col in ("query_id", "task", "llm") + ((USER_COLUMN,) if require_users else ()):
         bad = df[col].isna().to_numpy()
         if bad.any():
             raise DataError(f"{source}: {_row_label(df, _first(bad))}: field {col!r} is missing")
-    df["task"] = df["task"].astype(str)
-    df["llm"] = df["llm"].astype(str)
+    df["task"] = as_text(df["task"])
+    df["llm"] = as_text(df["llm"])
 
 
 def _check_numbers(df: pd.DataFrame, source: str) -> None:
@@ -143,7 +153,7 @@ def _check_llms_and_splits(df: pd.DataFrame, source: str, llms: Iterable[str] | 
             )
 
     if "split" in df.columns:
-        split = df["split"].astype(str)
+        split = as_text(df["split"])
         bad = ~split.isin(SPLITS).to_numpy()
         if bad.any():
             pos = _first(bad)

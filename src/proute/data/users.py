@@ -50,6 +50,9 @@ __all__ = [
 PAPER_PREFERENCES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
+_TEXT_COLUMNS = ("query",)  # the long one; ids, tasks and LLM names stay plain text
+
+
 def _assign_queries(
     base: pd.DataFrame,
     users: Sequence,
@@ -57,7 +60,12 @@ def _assign_queries(
     queries_per_user: int | None,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """Expand a query-level table to (user, query, llm) rows."""
+    """Expand a query-level table to (user, query, llm) rows.
+
+    The text columns become categoricals first: each user's copy then holds small codes, not
+    another copy of every query text (pandas' string columns store the characters per row;
+    at 1,000 users the texts alone would take gigabytes)."""
+    base = base.astype({c: "category" for c in _TEXT_COLUMNS if c in base.columns})
     query_ids = base["query_id"].drop_duplicates().to_numpy()
     parts = []
     for u in users:
