@@ -48,8 +48,16 @@ def median_time(fn, repeats: int) -> float:
 def train_run(overrides: list[str], limit: int | None = None) -> dict:
     """One ``python -m proute.train`` run in a subprocess; its metrics, or the failure."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "proute.train", "logger=none", "quiet=true",
-               "export_router=false", f"hydra.run.dir={tmp}/run", *overrides]
+        cmd = [
+            sys.executable,
+            "-m",
+            "proute.train",
+            "logger=none",
+            "quiet=true",
+            "export_router=false",
+            f"hydra.run.dir={tmp}/run",
+            *overrides,
+        ]
 
         def cap():
             if limit:
@@ -63,8 +71,7 @@ def train_run(overrides: list[str], limit: int | None = None) -> dict:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
             return {"ok": False, "error": tail[0][:300], "wall_seconds": wall}
         m = json.loads(metrics.read_text())
-    return {"ok": True, "wall_seconds": wall, **m["timing"],
-            "test_reward": m["test"]["overall"]["reward"]}
+    return {"ok": True, "wall_seconds": wall, **m["timing"], "test_reward": m["test"]["overall"]["reward"]}
 
 
 def bench_training(args) -> dict:
@@ -76,10 +83,12 @@ def bench_training(args) -> dict:
         if not r["ok"]:
             print(f"{mode:>10}: failed: {r['error']}")
             continue
-        print(f"{mode:>10}: {r['train_seconds']:6.1f} s training, {r['epochs']} epochs (best "
-              f"{r['best_epoch']}), {r['seconds_per_epoch']:.2f} s/epoch, time to best "
-              f"{r['time_to_best_seconds']:.1f} s, {r['train_pairs_per_second']:,.0f} pairs/s, "
-              f"peak RSS {r['peak_rss_mb']:,.0f} MiB, test reward {r['test_reward']:.4f}")
+        print(
+            f"{mode:>10}: {r['train_seconds']:6.1f} s training, {r['epochs']} epochs (best "
+            f"{r['best_epoch']}), {r['seconds_per_epoch']:.2f} s/epoch, time to best "
+            f"{r['time_to_best_seconds']:.1f} s, {r['train_pairs_per_second']:,.0f} pairs/s, "
+            f"peak RSS {r['peak_rss_mb']:,.0f} MiB, test reward {r['test_reward']:.4f}"
+        )
     return out
 
 
@@ -132,11 +141,17 @@ def bench_steps_and_routing(args) -> dict:
             model.score_new(cache, feat[:256], users[:256], tasks[:256])
 
     single, whole, b = median_time(one, 50), median_time(full, args.repeats), median_time(batch, 20)
-    out["routing"] = {"one_query_ms": 1000 * single, "full_graph_forward_ms": 1000 * whole,
-                      "batch256_ms": 1000 * b, "batch256_queries_per_second": 256 / b}
-    print(f"one query, cached context: {1000 * single:.2f} ms; one full-graph forward: "
-          f"{1000 * whole:.0f} ms ({whole / single:.0f}x); batch of 256: {1000 * b:.1f} ms "
-          f"({256 / b:,.0f} queries/s)")
+    out["routing"] = {
+        "one_query_ms": 1000 * single,
+        "full_graph_forward_ms": 1000 * whole,
+        "batch256_ms": 1000 * b,
+        "batch256_queries_per_second": 256 / b,
+    }
+    print(
+        f"one query, cached context: {1000 * single:.2f} ms; one full-graph forward: "
+        f"{1000 * whole:.0f} ms ({whole / single:.0f}x); batch of 256: {1000 * b:.1f} ms "
+        f"({256 / b:,.0f} queries/s)"
+    )
     _ = Trainer  # the trainers' own step is what section 2 times
     return out
 
@@ -151,15 +166,22 @@ def bench_scale(args) -> dict:
     rows = []
     for users in args.scale_users:
         for mode in ("minibatch", "default"):
-            ov = ["experiment=scale", f"users.num_users={users}", f"trainer={mode}", "train_epoch=1",
-                  f"users.queries_per_user={args.queries_per_user}"]
+            ov = [
+                "experiment=scale",
+                f"users.num_users={users}",
+                f"trainer={mode}",
+                "train_epoch=1",
+                f"users.queries_per_user={args.queries_per_user}",
+            ]
             r = train_run(ov, limit=MEM_LIMIT)
             row = {"users": users, "mode": mode, **r}
             rows.append(row)
             if r["ok"]:
-                print(f"{users:>5} users {mode:>9}: {r['num_query_nodes']:>9,} query nodes, "
-                      f"{r['num_train_edges']:>11,} train edges, {r['seconds_per_epoch']:8.1f} s/epoch, "
-                      f"{r['train_pairs_per_second']:>9,.0f} pairs/s, peak RSS {r['peak_rss_mb']:>7,.0f} MiB")
+                print(
+                    f"{users:>5} users {mode:>9}: {r['num_query_nodes']:>9,} query nodes, "
+                    f"{r['num_train_edges']:>11,} train edges, {r['seconds_per_epoch']:8.1f} s/epoch, "
+                    f"{r['train_pairs_per_second']:>9,.0f} pairs/s, peak RSS {r['peak_rss_mb']:>7,.0f} MiB"
+                )
             else:
                 print(f"{users:>5} users {mode:>9}: does not fit / failed: {r['error']}")
     fits = {}
@@ -167,10 +189,14 @@ def bench_scale(args) -> dict:
         ok = [r for r in rows if r["mode"] == mode and r["ok"]]
         if len(ok) >= 2:
             e = [r["num_train_edges"] for r in ok]
-            fits[mode] = {"time_slope": slope(e, [r["seconds_per_epoch"] for r in ok]),
-                          "memory_slope": slope(e, [r["peak_rss_mb"] for r in ok])}
-            print(f"{mode:>9}: log-log slope vs edges: time {fits[mode]['time_slope']:.2f}, "
-                  f"peak memory {fits[mode]['memory_slope']:.2f}")
+            fits[mode] = {
+                "time_slope": slope(e, [r["seconds_per_epoch"] for r in ok]),
+                "memory_slope": slope(e, [r["peak_rss_mb"] for r in ok]),
+            }
+            print(
+                f"{mode:>9}: log-log slope vs edges: time {fits[mode]['time_slope']:.2f}, "
+                f"peak memory {fits[mode]['memory_slope']:.2f}"
+            )
     return {"points": rows, "slopes": fits}
 
 
@@ -187,8 +213,10 @@ def plot_scale(scale: dict, path: Path) -> None:
             continue
         e = [r["num_train_edges"] for r in ok]
         fit = scale["slopes"].get(mode, {})
-        for ax, key, what in ((axes[0], "seconds_per_epoch", "time_slope"),
-                              (axes[1], "peak_rss_mb", "memory_slope")):
+        for ax, key, what in (
+            (axes[0], "seconds_per_epoch", "time_slope"),
+            (axes[1], "peak_rss_mb", "memory_slope"),
+        ):
             label = f"{mode} (slope {fit[what]:.2f})" if what in fit else mode
             ax.loglog(e, [r[key] for r in ok], marker=marker, label=label)
     axes[0].set_ylabel("seconds per epoch")
@@ -207,8 +235,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
-    parser.add_argument("--scale-users", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[10, 100, 1000])
+    parser.add_argument(
+        "--scale-users", type=lambda s: [int(x) for x in s.split(",")], default=[10, 100, 1000]
+    )
     parser.add_argument("--queries-per-user", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "bench")
     args = parser.parse_args()
@@ -225,7 +254,9 @@ def main() -> None:
         result["scale"] = bench_scale(args)
         plot_scale(result["scale"], args.out / "scaling.png")
     (args.out / "bench.json").write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.out / 'bench.json'}" + ("" if args.skip_scale else f" and {args.out / 'scaling.png'}"))
+    print(
+        f"\nwrote {args.out / 'bench.json'}" + ("" if args.skip_scale else f" and {args.out / 'scaling.png'}")
+    )
 
 
 if __name__ == "__main__":

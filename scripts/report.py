@@ -28,37 +28,51 @@ def report(run_dir: Path) -> str:
         raise SystemExit(f"{path}: not found; run `python -m proute.train` first")
     m = json.loads(path.read_text())
     test, base = m["test"], m["baselines"]["test"]
-    lines = [f"## {run_dir}", "", "Test split (model selected on validation; test evaluated "
-             "once).", "", "| router | " + " | ".join(COLUMNS) + " |",
-             "|---" * (len(COLUMNS) + 1) + "|", _row("GNN", test["overall"])]
+    lines = [
+        f"## {run_dir}",
+        "",
+        "Test split (model selected on validation; test evaluated once).",
+        "",
+        "| router | " + " | ".join(COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+        _row("GNN", test["overall"]),
+    ]
     lines += [_row(name, b["overall"]) for name, b in base.items()]
     fixed = base.get("per_user")
     if fixed:
         gain = test["overall"]["reward"] - fixed["overall"]["reward"]
         users = sorted(test["per_user"], key=lambda u: (len(u), u))
-        better = [u for u in users
-                  if test["per_user"][u]["reward"] > fixed["per_user"][u]["reward"]]
-        lines += ["", f"GNN − best fixed LLM per user: {gain:+.4f} test reward "
-                  f"({gain / abs(fixed['overall']['reward']):+.1%}); the GNN is better for "
-                  f"{len(better)} of {len(users)} users.", "",
-                  "| user | GNN accuracy | GNN reward | fixed-LLM reward | oracle reward |",
-                  "|---|---|---|---|---|"]
+        better = [u for u in users if test["per_user"][u]["reward"] > fixed["per_user"][u]["reward"]]
+        lines += [
+            "",
+            f"GNN − best fixed LLM per user: {gain:+.4f} test reward "
+            f"({gain / abs(fixed['overall']['reward']):+.1%}); the GNN is better for "
+            f"{len(better)} of {len(users)} users.",
+            "",
+            "| user | GNN accuracy | GNN reward | fixed-LLM reward | oracle reward |",
+            "|---|---|---|---|---|",
+        ]
         for u in users:
             g, f = test["per_user"][u], fixed["per_user"][u]
-            lines.append(f"| {u} | {g['accuracy']:.4f} | {g['reward']:.4f} | "
-                         f"{f['reward']:.4f} | {g['oracle_reward']:.4f} |")
+            lines.append(
+                f"| {u} | {g['accuracy']:.4f} | {g['reward']:.4f} | "
+                f"{f['reward']:.4f} | {g['oracle_reward']:.4f} |"
+            )
     t = m["timing"]
-    lines += ["", f"Training: {t['epochs']} epochs (best {t['best_epoch']}), "
-              f"{t['seconds_per_epoch']:.1f} s/epoch, {t['train_seconds']:.0f} s in all; "
-              f"{m['parameters']} parameters.", ""]
+    lines += [
+        "",
+        f"Training: {t['epochs']} epochs (best {t['best_epoch']}), "
+        f"{t['seconds_per_epoch']:.1f} s/epoch, {t['train_seconds']:.0f} s in all; "
+        f"{m['parameters']} parameters.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path, help="run directories")
-    parser.add_argument("--latest", type=Path,
-                        help="a folder of runs: report the newest finished one in it")
+    parser.add_argument("--latest", type=Path, help="a folder of runs: report the newest finished one in it")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
     if args.latest:

@@ -50,7 +50,10 @@ def make_synthetic(
     users = list(range(num_users))
     if prefs is None:
         prefs = list(np.linspace(1.0, 0.2, num_users)) if num_users > 1 else [1.0]
-    llms = [f"{fam}-{i}" for i, fam in zip(range(num_llms), ["llama", "qwen", "llama", "gpt", "qwen", "mistral"] * 10)]
+    llms = [
+        f"{fam}-{i}"
+        for i, fam in enumerate((["llama", "qwen", "llama", "gpt", "qwen", "mistral"] * 10)[:num_llms])
+    ]
     family = {m: m.split("-")[0] for m in llms}
     tasks = [f"task{k}" for k in range(num_tasks)]
     qids = [f"q{i}" for i in range(num_queries)]
@@ -75,13 +78,13 @@ def make_synthetic(
             present[i] = ~drop
     # cost min-max within task (over all rows, as the user simulators do)
     cnorm = np.zeros_like(cost)
-    for k, task in enumerate(tasks):
+    for task in tasks:
         rows = [i for i, q in enumerate(qids) if q_task[q] == task]
         c = cost[rows][present[rows]]
         lo, hi = c.min(), c.max()
         cnorm[rows] = (cost[rows] - lo) / (hi - lo if hi > lo else 1.0)
     records = []
-    for u, p in zip(users, prefs):
+    for u, p in zip(users, prefs, strict=True):
         for i, q in enumerate(qids):
             for j, m in enumerate(llms):
                 if not present[i, j]:

@@ -42,7 +42,7 @@ def test_counts(syn, rg):
     # llama-0 <-> llama-2 only (LLMs are sorted by name)
     assert rg.llms == ["llama-0", "llama-2", "qwen-1"]
     s, d = g.edges(etype="same_family")
-    assert sorted(zip(s.tolist(), d.tolist())) == [(0, 1), (1, 0)]
+    assert sorted(zip(s.tolist(), d.tolist(), strict=True)) == [(0, 1), (1, 0)]
     assert rg.in_dims == {"query": 8, "task": 8, "llm": 8}
     assert rg.reward.shape == (80, 3) and rg.reward.dtype == torch.float32
     assert rg.observed.all()
@@ -99,12 +99,16 @@ def test_edge_features_equal_table_rewards(syn, rg):
         assert rg.reward[q, m].item() == pytest.approx(want, abs=1e-6)
     # the dense layout covers val/test too
     test = rg.nodes_of("test")[0].item()
-    assert rg.reward[test, 1].item() == pytest.approx(look[(qn.user_id[test], qn.query_id[test], rg.llms[1])], abs=1e-6)
+    assert rg.reward[test, 1].item() == pytest.approx(
+        look[(qn.user_id[test], qn.query_id[test], rg.llms[1])], abs=1e-6
+    )
 
 
 def test_performance_edge_feature(syn):
     rg = build_graph(*syn.graph_inputs(), edge_feature="performance")
-    assert torch.equal(rg.graph.edges["answered_by"].data["feat"][:, 0], rg.performance[rg.edge_query, rg.edge_llm])
+    assert torch.equal(
+        rg.graph.edges["answered_by"].data["feat"][:, 0], rg.performance[rg.edge_query, rg.edge_llm]
+    )
 
 
 def test_best_marks_ties():
@@ -173,7 +177,9 @@ def test_no_users(syn):
     look = _row_lookup(t, "reward")
     for p in range(0, 80, 7):
         row = rg.pairs.iloc[p]
-        assert rg.pair_reward[p, 2].item() == pytest.approx(look[(row.user_id, row.query_id, rg.llms[2])], abs=1e-6)
+        assert rg.pair_reward[p, 2].item() == pytest.approx(
+            look[(row.user_id, row.query_id, rg.llms[2])], abs=1e-6
+        )
         assert rg.query_nodes.query_id[int(rg.pair_node[p])] == row.query_id
     # a text held out for one user is held out for the shared node
     t2 = t.copy()
@@ -228,7 +234,9 @@ def test_to_device_and_repr(rg):
     assert "query_nodes=80" in repr(rg)
 
 
-@pytest.mark.parametrize("name", ["default", "no_users", "no_tasks", "no_family", "onehot_users", "history_users"])
+@pytest.mark.parametrize(
+    "name", ["default", "no_users", "no_tasks", "no_family", "onehot_users", "history_users"]
+)
 def test_graph_configs(syn, name):
     from omegaconf import OmegaConf
 

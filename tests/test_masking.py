@@ -32,7 +32,7 @@ def _pairs(g, etype, reverse=False):
     s, d = g.edges(etype=etype)
     if reverse:
         s, d = d, s
-    return set(zip(s.tolist(), d.tolist()))
+    return set(zip(s.tolist(), d.tolist(), strict=True))
 
 
 def _gen(seed=0):
@@ -50,7 +50,7 @@ def test_targets_are_hidden_train_edges(rg, cls):
     assert rg.observed[ms.target_query, ms.target_llm].all()
     # the message graph lacks exactly the target edges, in both directions
     all_edges = _pairs(rg.graph, "answered_by")
-    targets = set(zip(ms.target_query.tolist(), ms.target_llm.tolist()))
+    targets = set(zip(ms.target_query.tolist(), ms.target_llm.tolist(), strict=True))
     assert len(targets) == ms.num_targets
     assert _pairs(ms.graph, "answered_by") == all_edges - targets
     assert _pairs(ms.graph, "answers", reverse=True) == all_edges - targets
@@ -88,7 +88,9 @@ def test_query_masking_hides_whole_nodes(rg):
     assert (g.in_degrees(nodes, etype="answers") == 0).all()
     others = rg.nodes_of("train")[~torch.isin(rg.nodes_of("train"), nodes)]
     assert (g.out_degrees(others, etype="asked_by") == 1).all()
-    assert torch.equal(g.out_degrees(others, etype="answered_by"), rg.graph.out_degrees(others, etype="answered_by"))
+    assert torch.equal(
+        g.out_degrees(others, etype="answered_by"), rg.graph.out_degrees(others, etype="answered_by")
+    )
 
 
 def test_random_edge_masking_keeps_context(rg):
@@ -167,7 +169,9 @@ def test_masking_configs(rg, name):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    root = OmegaConf.create({"train_mask_rate": 0.25, "masking": OmegaConf.load(CONF / "masking" / f"{name}.yaml")})
+    root = OmegaConf.create(
+        {"train_mask_rate": 0.25, "masking": OmegaConf.load(CONF / "masking" / f"{name}.yaml")}
+    )
     strategy = instantiate(root.masking)
     assert strategy.train_mask_rate == 0.25
     assert strategy.sample(rg, _gen()).num_targets > 0

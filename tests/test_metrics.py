@@ -15,15 +15,30 @@ def nodes(users, queries, tasks):
 
 
 def test_ties_count_as_correct_and_unobserved_llms_are_never_picked():
-    reward = np.array([[1.0, 1.0, 0.0],    # tie between a and b
-                       [0.2, 0.9, 0.5],
-                       [0.0, 0.3, 9.0]])   # c is best but unobserved
+    reward = np.array(
+        [
+            [1.0, 1.0, 0.0],  # tie between a and b
+            [0.2, 0.9, 0.5],
+            [0.0, 0.3, 9.0],
+        ]
+    )  # c is best but unobserved
     observed = np.array([[True, True, True], [True, True, True], [True, True, False]])
-    scores = np.array([[0.1, 0.9, 0.0],    # picks b: tied best -> correct
-                       [0.9, 0.1, 0.0],    # picks a: wrong
-                       [0.0, 0.1, 5.0]])   # c scored highest but unobserved -> picks b
-    m = routing_metrics(scores, reward, reward * 2, reward * 0 + 1, observed,
-                        nodes([0, 0, 1], ["q1", "q2", "q3"], ["t", "t", "u"]), LLMS)
+    scores = np.array(
+        [
+            [0.1, 0.9, 0.0],  # picks b: tied best -> correct
+            [0.9, 0.1, 0.0],  # picks a: wrong
+            [0.0, 0.1, 5.0],
+        ]
+    )  # c scored highest but unobserved -> picks b
+    m = routing_metrics(
+        scores,
+        reward,
+        reward * 2,
+        reward * 0 + 1,
+        observed,
+        nodes([0, 0, 1], ["q1", "q2", "q3"], ["t", "t", "u"]),
+        LLMS,
+    )
     o = m["overall"]
     assert o["accuracy"] == pytest.approx(2 / 3)
     assert o["reward"] == pytest.approx((1.0 + 0.2 + 0.3) / 3)
@@ -40,8 +55,15 @@ def test_disagreement_counts_shared_queries_only():
     reward = np.zeros((4, 3))
     observed = np.ones((4, 3), bool)
     scores = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 0, 0]], float)
-    m = routing_metrics(scores, reward, reward, reward, observed,
-                        nodes([0, 1, 0, 1], ["q1", "q1", "q2", "q2"], ["t"] * 4), LLMS)
+    m = routing_metrics(
+        scores,
+        reward,
+        reward,
+        reward,
+        observed,
+        nodes([0, 1, 0, 1], ["q1", "q1", "q2", "q2"], ["t"] * 4),
+        LLMS,
+    )
     assert m["overall"]["disagreement"] == pytest.approx(0.5)
 
 
@@ -55,11 +77,15 @@ def test_macro_f1_perfect_and_tie_aware():
 
 
 def test_baselines_pick_each_users_best_fixed_llm():
-    train = pd.DataFrame({
-        "user_id": [0, 0, 1, 1] * 2, "query_id": ["q1"] * 4 + ["q2"] * 4,
-        "task": ["t"] * 8, "llm": ["a", "b", "a", "b"] * 2,
-        "reward": [1.0, 0.0, 0.0, 1.0, 0.8, 0.1, 0.2, 0.7],
-    })
+    train = pd.DataFrame(
+        {
+            "user_id": [0, 0, 1, 1] * 2,
+            "query_id": ["q1"] * 4 + ["q2"] * 4,
+            "task": ["t"] * 8,
+            "llm": ["a", "b", "a", "b"] * 2,
+            "reward": [1.0, 0.0, 0.0, 1.0, 0.8, 0.1, 0.2, 0.7],
+        }
+    )
     q = nodes([0, 1], ["q9", "q9"], ["t", "t"])
     for name in ("per_user", "per_user_task"):
         s = BASELINES[name](["a", "b"]).fit(train).score(q)

@@ -144,7 +144,9 @@ def _variant_graph(syn, variant):
     return build_graph(*syn.graph_inputs(), **kw)
 
 
-@pytest.mark.parametrize("variant", ["default", "family", "no_users", "no_tasks", "onehot", "history", "edge_dim2"])
+@pytest.mark.parametrize(
+    "variant", ["default", "family", "no_users", "no_tasks", "onehot", "history", "edge_dim2"]
+)
 @pytest.mark.parametrize("conv", CONVS)
 def test_encode_new_queries_matches_full_graph(syn, conv, variant):
     rg = _variant_graph(syn, variant)
@@ -168,12 +170,16 @@ def test_encode_new_queries_matches_full_graph(syn, conv, variant):
             new = model.score_new(cache, feat[nodes], users, tasks)
             assert new.shape == (len(nodes), rg.num_llms)
             assert torch.allclose(new, full, atol=1e-5)
-            assert torch.allclose(model.score_new((h_full, states), feat[nodes], users, tasks), full, atol=1e-5)
+            assert torch.allclose(
+                model.score_new((h_full, states), feat[nodes], users, tasks), full, atol=1e-5
+            )
         # train nodes have outcome edges: their full-graph representation differs
         train = rg.nodes_of("train")
         u = rg.query_user[train] if rg.has_users else None
         t = rg.query_task[train] if rg.has_tasks else None
-        assert not torch.allclose(model.gnn.encode_new_queries(states, feat[train], u, t), h_full["query"][train], atol=1e-4)
+        assert not torch.allclose(
+            model.gnn.encode_new_queries(states, feat[train], u, t), h_full["query"][train], atol=1e-4
+        )
 
 
 def test_score_all_matches_score_pairs(rg):
@@ -210,7 +216,9 @@ def test_hparams_and_cache_round_trip(rg):
     model = _model(rg, "gatv2", "bilinear", conv_kwargs={"num_heads": 4})
     hp = json.loads(json.dumps(model.hparams))
     again = build_model(**hp)
-    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert {k: v.shape for k, v in again.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }
     again.load_state_dict(model.state_dict())
     model.eval()
     again.eval()
@@ -243,7 +251,9 @@ def test_learns_on_synthetic(rg):
     def loss_on(ms):
         h = model(ms.graph)
         logits = model.score_pairs(h, ms.target_query, ms.target_llm, rg.query_user[ms.target_query])
-        return nn.functional.binary_cross_entropy_with_logits(logits, rg.best[ms.target_query, ms.target_llm].float())
+        return nn.functional.binary_cross_entropy_with_logits(
+            logits, rg.best[ms.target_query, ms.target_llm].float()
+        )
 
     with torch.no_grad():
         before = float(loss_on(fixed))
@@ -296,8 +306,9 @@ def test_outcome_conv_equals_per_edge_film(conv, edge_dim, dense, monkeypatch):
     monkeypatch.setattr(layers, "DENSE_SIDE_MAX", 512 if dense else 0)
 
     torch.manual_seed(0)
-    g = dgl.heterograph({("a", "r", "b"): (torch.randint(0, 30, (200,)), torch.randint(0, 25, (200,)))},
-                        {"a": 30, "b": 28})  # receivers 25..27 have no in-edge
+    g = dgl.heterograph(
+        {("a", "r", "b"): (torch.randint(0, 30, (200,)), torch.randint(0, 25, (200,)))}, {"a": 30, "b": 28}
+    )  # receivers 25..27 have no in-edge
     mod = make_outcome_conv(conv, 8, edge_dim)
     with torch.no_grad():  # non-zero FiLM biases, so every term is exercised
         mod.film.gamma.bias.normal_()
@@ -324,7 +335,7 @@ def test_outcome_conv_equals_per_edge_film(conv, edge_dim, dense, monkeypatch):
     w = torch.randn_like(out)
     grads = torch.autograd.grad((out * w).sum(), [x] + list(mod.parameters()), allow_unused=True)
     grads_ref = torch.autograd.grad((ref * w).sum(), [x] + list(mod.parameters()), allow_unused=True)
-    for a, b in zip(grads, grads_ref):
+    for a, b in zip(grads, grads_ref, strict=True):
         assert (a is None) == (b is None)
         if a is not None:
             assert torch.allclose(a, b, atol=1e-4)

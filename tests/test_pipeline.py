@@ -35,8 +35,7 @@ def test_default_dataset_with_default_users(default_data):
     for uid, p in enumerate([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]):
         u = t[t.user_id == uid]
         cn = cost_norm.reindex(u["query_id"] + u["llm"]).to_numpy()
-        np.testing.assert_allclose(u["reward"], p * u["performance"] - (1 - p) * cn,
-                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(u["reward"], p * u["performance"] - (1 - p) * cn, rtol=0, atol=1e-12)
     # Splits: by query text for all users, stratified [0.6, 0.2, 0.2].
     per_query = t.drop_duplicates("query_id")["split"].value_counts()
     assert abs(per_query["train"] / 5989 - 0.6) < 0.01
@@ -62,8 +61,7 @@ def test_summary_shares_sum_to_one(default_data):
 
 
 def test_second_load_reuses_cached_embeddings(fixture_overrides, tmp_path):
-    overrides = fixture_overrides[:1] + [f"paths.cache_dir={tmp_path}",
-                                         "text_encoder.show_progress=false"]
+    overrides = fixture_overrides[:1] + [f"paths.cache_dir={tmp_path}", "text_encoder.show_progress=false"]
     cfg = compose("data", overrides)
     first = prepare_from_config(cfg)
     assert first.query_emb.shape == (len(first.query_ids), 384)
@@ -72,8 +70,9 @@ def test_second_load_reuses_cached_embeddings(fixture_overrides, tmp_path):
     enc = instantiate(cfg.text_encoder)
     from proute.data.pipeline import prepare
 
-    second = prepare(instantiate(cfg.dataset, _partial_=True), instantiate(cfg.users),
-                     instantiate(cfg.split), enc)
+    second = prepare(
+        instantiate(cfg.dataset, _partial_=True), instantiate(cfg.users), instantiate(cfg.split), enc
+    )
     assert enc.n_model_loads == 0 and enc.n_texts_encoded == 0
     np.testing.assert_array_equal(first.query_emb, second.query_emb)
     np.testing.assert_array_equal(first.task_emb, second.task_emb)
@@ -81,9 +80,19 @@ def test_second_load_reuses_cached_embeddings(fixture_overrides, tmp_path):
 
 def test_data_summary_command(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "proute.data", f"paths.data_dir={FIXTURES}",
-         f"hydra.run.dir={tmp_path}", "users.preferences=[0.0,1.0]"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "proute.data",
+            f"paths.data_dir={FIXTURES}",
+            f"hydra.run.dir={tmp_path}",
+            "users.preferences=[0.0,1.0]",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "best_llm_share" in out.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -93,9 +102,19 @@ def test_data_summary_command(tmp_path):
 
 def test_data_summary_command_reports_bad_config(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "proute.data", f"paths.data_dir={FIXTURES}",
-         f"hydra.run.dir={tmp_path}", "split_ratio=[0.5,0.6,0.2]"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "proute.data",
+            f"paths.data_dir={FIXTURES}",
+            f"hydra.run.dir={tmp_path}",
+            "split_ratio=[0.5,0.6,0.2]",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert "split_ratio" in out.stderr
 
@@ -108,11 +127,11 @@ def test_lookup_table_reaches_the_known_level_on_the_default_data(default_data):
     t = default_data.table
     test = t[t["split"] == "test"]
     llms = sorted(t["llm"].unique())
-    wide = test.pivot_table(index=["user_id", "query_id", "task"], columns="llm",
-                            values=["reward", "performance", "cost"])
+    wide = test.pivot_table(
+        index=["user_id", "query_id", "task"], columns="llm", values=["reward", "performance", "cost"]
+    )
     nodes = wide.index.to_frame(index=False)
-    dense = {k: wide[k].reindex(columns=llms).to_numpy() for k in ("reward", "performance",
-                                                                    "cost")}
+    dense = {k: wide[k].reindex(columns=llms).to_numpy() for k in ("reward", "performance", "cost")}
     dense["observed"] = ~np.isnan(dense["reward"])
     res = evaluate_baselines(t[t["split"] == "train"], nodes, dense, llms)
     ratio = res["per_user_task"]["overall"]["reward_ratio"]

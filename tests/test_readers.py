@@ -86,7 +86,11 @@ def test_llmrouter_fixture_shape_and_tables():
     assert t.index.is_unique
     assert (t["query_id"] == t["query"].map(text_id)).all()
     assert t.groupby("task")["query_id"].nunique().to_dict() == {
-        "arc_challenge": 3, "gsm8k": 4, "human_eval": 1, "mmlu": 1, "openbook_qa": 2,
+        "arc_challenge": 3,
+        "gsm8k": 4,
+        "human_eval": 1,
+        "mmlu": 1,
+        "openbook_qa": 2,
     }
     assert list(data.llms.index) == sorted(data.llms.index)
     assert len(data.llms) == 9
@@ -201,8 +205,11 @@ def test_llmrouter_text_in_no_query_file(tmp_path):
     records = json.loads((d / "dcrouter_test.json").read_text())
     records[2]["question"] = "A question nobody listed"
     (d / "dcrouter_test.json").write_text(json.dumps(records))
-    with pytest.raises(DataError, match=r"dcrouter_test\.json, record 2: field 'question' "
-                                        r"\('A question nobody listed'\) is in no query file"):
+    with pytest.raises(
+        DataError,
+        match=r"dcrouter_test\.json, record 2: field 'question' "
+        r"\('A question nobody listed'\) is in no query file",
+    ):
         read_llmrouter(d)
 
 
@@ -223,8 +230,11 @@ def test_llmrouter_scored_llm_without_price(tmp_path):
     cands = json.loads((d / "llm_candidates.json").read_text())
     del cands["gemma-2-9b-it"]
     (d / "llm_candidates.json").write_text(json.dumps(cands))
-    with pytest.raises(DataError, match=r"dcrouter_train\.json, record 0: field 'scores' names "
-                                        r"LLM 'gemma-2-9b-it', which is not in .*llm_candidates"):
+    with pytest.raises(
+        DataError,
+        match=r"dcrouter_train\.json, record 0: field 'scores' names "
+        r"LLM 'gemma-2-9b-it', which is not in .*llm_candidates",
+    ):
         read_llmrouter(d)
 
 
@@ -270,8 +280,12 @@ def test_nq_literal_strings_and_name_mapping():
     assert len(t) == 30 and t["query_id"].nunique() == 5
     assert set(t["task"]) == {"natural_qa"} and not data.has_users
     assert sorted(data.llms.index) == [
-        "gemma-2-27b-it", "llama-3.1-70b-instruct", "llama-3.1-8b-instruct",
-        "mistral-7b-instruct-v0.3", "mixtral-8x22b-instruct-v0.1", "qwen2.5-7b-instruct",
+        "gemma-2-27b-it",
+        "llama-3.1-70b-instruct",
+        "llama-3.1-8b-instruct",
+        "mistral-7b-instruct-v0.3",
+        "mixtral-8x22b-instruct-v0.1",
+        "qwen2.5-7b-instruct",
     ]
     # record 0 (JSON lists): mixtral-8x22b cost 50.4, perf 1.0; qwen cost 3.0, perf 0.0
     r0 = rows_of(t, "when does a wrinkle in time come out in canada?")
@@ -302,8 +316,15 @@ def test_nq_without_candidates_uses_last_path_part_and_cost_scale():
 
 
 def test_nq_maps_model_id_through_candidates_model_field(tmp_path):
-    cands = {"my-qwen": {"feature": "Qwen under another name.", "input_price": 0.3,
-                         "output_price": 0.3, "size": "7B", "model": "qwen/qwen2.5-7b-instruct"}}
+    cands = {
+        "my-qwen": {
+            "feature": "Qwen under another name.",
+            "input_price": 0.3,
+            "output_price": 0.3,
+            "size": "7B",
+            "model": "qwen/qwen2.5-7b-instruct",
+        }
+    }
     (tmp_path / "cands.json").write_text(json.dumps(cands))
     data = read_nq(LLMROUTER / "nq_router_data.json", candidates_path=tmp_path / "cands.json")
     assert "my-qwen" in data.llms.index and "qwen2.5-7b-instruct" not in data.llms.index
@@ -332,12 +353,18 @@ def test_nq_errors_name_file_record_and_field(tmp_path):
     with pytest.raises(DataError, match=r"record 4: field 'perf_list' .* not a list literal"):
         read_nq(p)
     p = _nq_with(tmp_path, 1, perf_list=[0, 0, 0, 0, 0])
-    with pytest.raises(DataError, match=r"record 1: fields 'llm_name_list', 'cost_list', "
-                                        r"'perf_list' have lengths 6, 6, 5"):
+    with pytest.raises(
+        DataError,
+        match=r"record 1: fields 'llm_name_list', 'cost_list', "
+        r"'perf_list' have lengths 6, 6, 5",
+    ):
         read_nq(p)
     p = _nq_with(tmp_path, 2, perf_list=[0, "good", 0, 0, 0, 0])
-    with pytest.raises(DataError, match=r"record 2: field 'perf_list'\[1\] is 'good'; "
-                                        r"expected a number"):
+    with pytest.raises(
+        DataError,
+        match=r"record 2: field 'perf_list'\[1\] is 'good'; "
+        r"expected a number",
+    ):
         read_nq(p)
     records = json.loads((LLMROUTER / "nq_router_data.json").read_text())
     del records[0]["query"]
@@ -354,13 +381,28 @@ def test_native_csv_values():
     data.validate()
     t = data.table
     assert data.name == "table" and data.has_users
-    assert list(t.columns) == ["user_id", "query_id", "query", "task", "llm", "performance",
-                               "cost", "reward", "split"]
+    assert list(t.columns) == [
+        "user_id",
+        "query_id",
+        "query",
+        "task",
+        "llm",
+        "performance",
+        "cost",
+        "reward",
+        "split",
+    ]
     assert len(t) == 12 and list(t.index) == list(range(1, 13))
     assert t["user_id"].dtype == np.int64 and sorted(t["user_id"].unique()) == [0, 1]
     row2 = t.loc[2]
     assert row2[["query_id", "llm", "performance", "cost", "reward", "split"]].tolist() == [
-        "n1", "gemma-2-9b-it", 0.0, 1.2e-05, -0.25, "train"]
+        "n1",
+        "gemma-2-9b-it",
+        0.0,
+        1.2e-05,
+        -0.25,
+        "train",
+    ]
     assert t.loc[3, "query"] == 'Name a city in France, e.g. "Paris".'
     assert t.loc[5, "query"] == "Écrivez une fonction qui inverse une liste."
     assert sorted(data.llms.index) == ["gemma-2-9b-it", "qwen2.5-7b-instruct"]
@@ -384,19 +426,18 @@ def test_native_formats_round_trip_identically(tmp_path):
 def test_native_without_users_or_query_id(tmp_path):
     df = pd.read_csv(NATIVE / "table.csv")
     df[df["user_id"] == 0].drop(columns=["user_id", "query_id", "reward"]).to_csv(
-        tmp_path / "q.csv", index=False)
+        tmp_path / "q.csv", index=False
+    )
     data = read_table(tmp_path / "q.csv", name="mine")
     data.validate()
     assert data.name == "mine" and not data.has_users
-    assert list(data.table.columns) == ["query_id", "query", "task", "llm", "performance",
-                                        "cost", "split"]
+    assert list(data.table.columns) == ["query_id", "query", "task", "llm", "performance", "cost", "split"]
     assert (data.table["query_id"] == data.table["query"].map(text_id)).all()
 
 
 def test_native_llm_and_task_tables_from_files(tmp_path):
     (tmp_path / "tasks.json").write_text(json.dumps({"gsm8k": "Sums.", "other": "Unused."}))
-    data = read_table(NATIVE / "table.csv", llms_path=CANDIDATES,
-                      tasks_path=tmp_path / "tasks.json")
+    data = read_table(NATIVE / "table.csv", llms_path=CANDIDATES, tasks_path=tmp_path / "tasks.json")
     assert list(data.llms.index) == ["gemma-2-9b-it", "qwen2.5-7b-instruct"]
     assert data.llms.loc["gemma-2-9b-it", "input_price"] == 0.1
     assert data.llms.loc["gemma-2-9b-it", "description"].startswith("Gemma-2-9B-IT")
@@ -428,9 +469,7 @@ def test_native_csv_bad_number_names_row_and_field(tmp_path):
     (tmp_path / "t.csv").write_text(text)
     with pytest.raises(DataError) as err:
         read_table(tmp_path / "t.csv")
-    assert str(err.value) == (
-        f"file {tmp_path / 't.csv'}: row 1: field 'cost' is 'cheap'; expected a number"
-    )
+    assert str(err.value) == (f"file {tmp_path / 't.csv'}: row 1: field 'cost' is 'cheap'; expected a number")
 
 
 def test_native_jsonl_bad_line_and_missing_value(tmp_path):
@@ -448,8 +487,11 @@ def test_native_jsonl_bad_line_and_missing_value(tmp_path):
     bad = lines.copy()
     bad[6] = json.dumps(rec)
     (tmp_path / "t.jsonl").write_text("\n".join(bad) + "\n")
-    with pytest.raises(DataError, match=r"t\.jsonl: row 7: field 'performance' is nan; "
-                                        r"expected a finite number"):
+    with pytest.raises(
+        DataError,
+        match=r"t\.jsonl: row 7: field 'performance' is nan; "
+        r"expected a finite number",
+    ):
         read_table(tmp_path / "t.jsonl")
 
 
@@ -465,8 +507,11 @@ def test_native_structural_errors_name_row_and_field(tmp_path):
     clash = df.copy()
     clash.loc[7, "query"] = "A different text under the id n1"
     clash.to_csv(tmp_path / "c.csv", index=False)
-    with pytest.raises(DataError, match=r"c\.csv: row 8: field 'query_id' is 'n1', which an "
-                                        r"earlier row uses for a different query text"):
+    with pytest.raises(
+        DataError,
+        match=r"c\.csv: row 8: field 'query_id' is 'n1', which an "
+        r"earlier row uses for a different query text",
+    ):
         read_table(tmp_path / "c.csv")
     empty = df.copy()
     empty["task"] = empty["task"].astype(object)
@@ -488,8 +533,7 @@ def test_llmrouter_jsonl_values():
     assert sorted(t["user_id"].unique()) == ["alice", "bob"]
     assert t.loc[3, "llm"] == "my-local-model"  # given as "llm"
     assert t.loc[4, ["task", "performance", "cost"]].tolist() == ["gsm8k", 1.0, 5.5e-05]
-    assert list(t.columns) == ["user_id", "query_id", "query", "task", "llm", "performance",
-                               "cost"]
+    assert list(t.columns) == ["user_id", "query_id", "query", "task", "llm", "performance", "cost"]
     assert t["query_id"].nunique() == 2
     assert data.llms.loc["qwen2.5-7b-instruct", "description"].startswith("Qwen2.5-7B")
     assert data.llms.loc["my-local-model", "description"] == "my-local-model"
@@ -517,24 +561,29 @@ def test_llmrouter_jsonl_missing_cost_and_task(tmp_path):
 
 def test_llmrouter_jsonl_errors_name_line_and_field(tmp_path):
     p = tmp_path / "r.jsonl"
-    p.write_text('{"query": "hi", "model_name": "a", "performance": 1}\n'
-                 '{"query": "hi", "model_name": "b"}\n')
+    p.write_text('{"query": "hi", "model_name": "a", "performance": 1}\n{"query": "hi", "model_name": "b"}\n')
     with pytest.raises(DataError) as err:
         read_llmrouter_jsonl(p)
     assert str(err.value) == f"file {p}, line 2: missing field 'performance'; expected a number"
-    p.write_text('{"query": "hi", "model_name": "a", "performance": 1}\n'
-                 '{"query": "hi", "model_name": "b", "performance": 1,}\n')
+    p.write_text(
+        '{"query": "hi", "model_name": "a", "performance": 1}\n'
+        '{"query": "hi", "model_name": "b", "performance": 1,}\n'
+    )
     with pytest.raises(DataError, match=rf"file {re.escape(str(p))}, line 2: invalid JSON"):
         read_llmrouter_jsonl(p)
     p.write_text('{"query": "hi", "model_name": "a", "performance": "high"}\n')
     with pytest.raises(DataError, match=r"line 1: field 'performance' is 'high'; expected a"):
         read_llmrouter_jsonl(p)
-    p.write_text('{"query": "hi", "model_name": "a", "performance": 1, "user_id": 1}\n'
-                 '{"query": "hi", "model_name": "b", "performance": 1}\n')
+    p.write_text(
+        '{"query": "hi", "model_name": "a", "performance": 1, "user_id": 1}\n'
+        '{"query": "hi", "model_name": "b", "performance": 1}\n'
+    )
     with pytest.raises(DataError, match=r"line 2: field 'user_id' is missing, unlike line 1"):
         read_llmrouter_jsonl(p)
-    p.write_text('{"query": "hi", "model_name": "a", "performance": 1}\n'
-                 '{"query": "hi", "llm": "a", "performance": 0}\n')
+    p.write_text(
+        '{"query": "hi", "model_name": "a", "performance": 1}\n'
+        '{"query": "hi", "llm": "a", "performance": 0}\n'
+    )
     with pytest.raises(DataError, match=rf"file {re.escape(str(p))}: row 2: duplicate"):
         read_llmrouter_jsonl(p)
     p.write_text('["not", "an", "object"]\n')
@@ -552,8 +601,17 @@ def test_personalizedrouter_csv_values_and_computed_reward():
     assert len(t) == 12 and data.has_users
     assert t["user_id"].dtype == np.int64 and sorted(t["user_id"].unique()) == [1, 9]
     assert "query_embedding" not in t.columns and "best_llm" not in t.columns
-    assert list(t.columns) == ["user_id", "query_id", "query", "task", "llm", "performance",
-                               "cost", "reward", "performance_preference"]
+    assert list(t.columns) == [
+        "user_id",
+        "query_id",
+        "query",
+        "task",
+        "llm",
+        "performance",
+        "cost",
+        "reward",
+        "performance_preference",
+    ]
     assert sorted(data.tasks.index) == ["GSM8K", "alpaca_data"]
     assert data.tasks.loc["alpaca_data", "description"] == "Follow a general instruction."
     assert sorted(data.llms.index) == ["LLaMA-3 (70b)", "LLaMA-3 (8b)", "Mixtral-8x7B"]
@@ -634,8 +692,7 @@ def test_dataset_configs_instantiate_their_readers():
     data = instantiate(_dataset_cfg("llmrouter", DATA).dataset)
     assert len(data.table) == 99 and data.meta["cost"]["output_tokens"]["gsm8k"] == 256
     assert data.meta["cost"]["output_tokens"] == {
-        t: float(DEFAULT_OUTPUT_TOKENS.get(t, DEFAULT_OUTPUT_TOKENS["default"]))
-        for t in data.tasks.index
+        t: float(DEFAULT_OUTPUT_TOKENS.get(t, DEFAULT_OUTPUT_TOKENS["default"])) for t in data.tasks.index
     }
     data = instantiate(_dataset_cfg("nq", DATA).dataset)
     assert len(data.table) == 30 and "gemma-2-27b-it" in data.llms.index

@@ -23,11 +23,22 @@ def user_data(n_queries=100, n_users=4, llms=("a-llama", "b-qwen", "c-gemma")) -
     for q in range(n_queries):
         task = ["math", "code", "trivia", "qa"][q % 4]
         for llm in llms:
-            rows.append({"query_id": f"q{q:03d}", "query": f"question {q}", "task": task,
-                         "llm": llm, "performance": float(rng.random() < 0.5),
-                         "cost": float(rng.random())})
-    data = RoutingData(pd.DataFrame(rows), make_llm_table({n: {} for n in llms}),
-                       make_task_table({t: "" for t in ["math", "code", "trivia", "qa"]}), "toy")
+            rows.append(
+                {
+                    "query_id": f"q{q:03d}",
+                    "query": f"question {q}",
+                    "task": task,
+                    "llm": llm,
+                    "performance": float(rng.random() < 0.5),
+                    "cost": float(rng.random()),
+                }
+            )
+    data = RoutingData(
+        pd.DataFrame(rows),
+        make_llm_table({n: {} for n in llms}),
+        make_task_table({t: "" for t in ["math", "code", "trivia", "qa"]}),
+        "toy",
+    )
     return CostEfficiencyUsers(preferences=np.linspace(0.2, 1.0, n_users).tolist())(data)
 
 

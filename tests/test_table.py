@@ -26,12 +26,19 @@ def table(n_users: int = 2, with_split: bool = True) -> pd.DataFrame:
     for u in range(n_users):
         for q in range(2):
             for llm in ("small-llama", "big-qwen"):
-                rows.append({
-                    "user_id": u, "query_id": f"q{q}", "query": f"question {q}?",
-                    "task": "math" if q else "trivia", "llm": llm,
-                    "performance": float(q), "cost": 0.5 if llm == "big-qwen" else 0.1,
-                    "reward": 0.25, "split": "train" if q == 0 else "test",
-                })
+                rows.append(
+                    {
+                        "user_id": u,
+                        "query_id": f"q{q}",
+                        "query": f"question {q}?",
+                        "task": "math" if q else "trivia",
+                        "llm": llm,
+                        "performance": float(q),
+                        "cost": 0.5 if llm == "big-qwen" else 0.1,
+                        "reward": 0.25,
+                        "split": "train" if q == 0 else "test",
+                    }
+                )
     df = pd.DataFrame(rows, index=pd.RangeIndex(101, 101 + len(rows), name="row"))
     return df if with_split else df.drop(columns="split")
 
@@ -57,8 +64,7 @@ def test_valid_table_passes_with_canonical_dtypes():
     assert len(validate_table(no_users, SOURCE, require_users=False)) == 4
 
 
-@pytest.mark.parametrize("column", ["user_id", "query_id", "query", "task", "llm",
-                                    "performance", "cost"])
+@pytest.mark.parametrize("column", ["user_id", "query_id", "query", "task", "llm", "performance", "cost"])
 def test_missing_column(column):
     msg = expect_error(table().drop(columns=column), f"missing column(s) ['{column}']")
     assert "a routing table needs" in msg
@@ -134,8 +140,9 @@ def test_duplicate_query_llm_without_users():
 def test_unknown_llm():
     df = table()
     df.loc[108, "llm"] = "gpt-9"
-    msg = expect_error(df, "row 108", "field 'llm' is 'gpt-9'", "not in the LLM table",
-                       llms=["small-llama", "big-qwen"])
+    msg = expect_error(
+        df, "row 108", "field 'llm' is 'gpt-9'", "not in the LLM table", llms=["small-llama", "big-qwen"]
+    )
     assert "['big-qwen', 'small-llama']" in msg
 
 
@@ -164,6 +171,9 @@ def test_routing_data_validate_checks_llm_and_task_tables():
     assert data.llms.loc["small-llama", "family"] == "llama"
     with pytest.raises(DataError, match=r"toy: row 101: field 'llm' is 'small-llama'"):
         RoutingData(df, make_llm_table({"big-qwen": {}}), data.tasks, "toy").validate()
-    with pytest.raises(DataError, match=r"toy: task\(s\) \['trivia'\] appear in the routing "
-                                        r"table but not in the task table"):
+    with pytest.raises(
+        DataError,
+        match=r"toy: task\(s\) \['trivia'\] appear in the routing "
+        r"table but not in the task table",
+    ):
         RoutingData(df, llms, make_task_table({"math": ""}), "toy").validate()

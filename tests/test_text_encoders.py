@@ -120,9 +120,7 @@ def test_local_folder_model(minilm: TextEncoder, tmp_path: Path) -> None:
         TextEncoder(str(not_a_model))
 
 
-def test_unknown_model_fails_fast_and_clearly(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_unknown_model_fails_fast_and_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     enc = TextEncoder("proute-tests/no-such-encoder-model", show_progress=False)
@@ -206,9 +204,7 @@ def test_cache_merges_writers_and_skips_duplicates(tmp_path: Path) -> None:
     assert len(files) == 2  # older generations were removed
 
 
-def test_crash_during_write_keeps_previous_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_crash_during_write_keeps_previous_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = EmbeddingCache(tmp_path, "k")
     cache.add(["a"], np.ones((1, 2), np.float32))
 

@@ -31,10 +31,19 @@ def opposite_users_table(path: Path, n_queries: int = 60) -> Path:
         for user, good in (("q", "big-llama"), ("c", "small-qwen")):
             for llm in ("big-llama", "small-qwen", "mid-gemma"):
                 perf = float(rng.random() < 0.5)
-                rows.append({"user_id": user, "query_id": f"id{i}", "query": text,
-                             "task": topics[i % 2], "llm": llm, "performance": perf,
-                             "cost": 1.0, "reward": 1.0 if llm == good else 0.0,
-                             "split": split})
+                rows.append(
+                    {
+                        "user_id": user,
+                        "query_id": f"id{i}",
+                        "query": text,
+                        "task": topics[i % 2],
+                        "llm": llm,
+                        "performance": perf,
+                        "cost": 1.0,
+                        "reward": 1.0 if llm == good else 0.0,
+                        "split": split,
+                    }
+                )
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
@@ -42,9 +51,16 @@ def opposite_users_table(path: Path, n_queries: int = 60) -> Path:
 def train_opposite(train_cfg, tmp_path, *extra):
     tmp_path.mkdir(parents=True, exist_ok=True)
     table = opposite_users_table(tmp_path / "opposite.csv")
-    cfg = train_cfg("dataset=table", f"dataset.path={table}", "users=from_data",
-                    "split=provided", "train_epoch=40", "trainer.steps_per_epoch=2",
-                    "trainer.patience=40", *extra)
+    cfg = train_cfg(
+        "dataset=table",
+        f"dataset.path={table}",
+        "users=from_data",
+        "split=provided",
+        "train_epoch=40",
+        "trainer.steps_per_epoch=2",
+        "trainer.patience=40",
+        *extra,
+    )
     run(cfg, tmp_path / "run")
     return json.loads((tmp_path / "run" / "metrics.json").read_text())
 
@@ -52,8 +68,9 @@ def train_opposite(train_cfg, tmp_path, *extra):
 def test_minibatch_router_prefers_each_users_llm(train_cfg, tmp_path):
     """trainer=minibatch (DGL neighbour sampling, small fan-outs) learns the opposite users
     too, and its exported router routes each user to that user's LLM."""
-    m = train_opposite(train_cfg, tmp_path, "trainer=minibatch", "trainer.batch_nodes=16",
-                       "trainer.fanouts=[4,4]")
+    m = train_opposite(
+        train_cfg, tmp_path, "trainer=minibatch", "trainer.batch_nodes=16", "trainer.fanouts=[4,4]"
+    )
     per_user = m["test"]["per_user"]
     assert per_user["q"]["accuracy"] >= 0.9 and per_user["c"]["accuracy"] >= 0.9
     router = PersonalizedRouter.load(tmp_path / "run" / "router")
@@ -79,8 +96,9 @@ def test_router_prefers_each_users_llm_and_no_user_graph_cannot(train_cfg, tmp_p
     assert flat["test"]["overall"]["disagreement"] == 0.0
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g in ("graph", "model", "masking", "logger", "trainer")
-                                          for o in options(g)])
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in ("graph", "model", "masking", "logger", "trainer") for o in options(g)]
+)
 def test_every_option_trains_one_epoch(train_cfg, tmp_path, group, option, monkeypatch):
     cfg = train_cfg(f"{group}={option}", "train_epoch=1")
     if option == "wandb_online":  # no account here: a clear error, before any training
@@ -113,8 +131,9 @@ def test_same_seed_same_metrics_other_seed_differs(train_cfg, tmp_path):
     hist_a = pd.read_csv(tmp_path / "a" / "history.csv")
     hist_b = pd.read_csv(tmp_path / "b" / "history.csv")
     assert hist_a["train/loss"].tolist() == hist_b["train/loss"].tolist()
-    c = pd.read_csv(run(train_cfg("train_epoch=3", "random_state=1"),
-                        tmp_path / "c") and tmp_path / "c" / "history.csv")
+    c = pd.read_csv(
+        run(train_cfg("train_epoch=3", "random_state=1"), tmp_path / "c") and tmp_path / "c" / "history.csv"
+    )
     assert c["train/loss"].tolist() != hist_a["train/loss"].tolist()
 
 
@@ -130,11 +149,16 @@ def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path, train
     rg = build_graph_from(prepared, cfg.graph)
     test_pairs = rg.pairs.iloc[rg.pairs_of("test").numpy()]
     emb = prepared.query_embedding_dict()
-    scores, tasks = router.score(None, list(test_pairs["user_id"]), list(test_pairs["task"]),
-                                 query_emb=np.stack([emb[q] for q in test_pairs["query_id"]]))
+    scores, tasks = router.score(
+        None,
+        list(test_pairs["user_id"]),
+        list(test_pairs["task"]),
+        query_emb=np.stack([emb[q] for q in test_pairs["query_id"]]),
+    )
     # The same model weights evaluated on the full graph, as the trainer did.
-    from proute.models import build_model
     from safetensors.torch import load_file
+
+    from proute.models import build_model
 
     model = build_model(**router.meta["model"])
     model.load_state_dict(load_file(str(tmp_path / "router" / "weights.safetensors")))
@@ -150,8 +174,11 @@ def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path, train
     np.testing.assert_allclose(Trainer().scores(model, rg, "test"), full, atol=1e-5)
     # Reloading twice gives bit-identical scores.
     again, _ = PersonalizedRouter.load(tmp_path / "router").score(
-        None, list(test_pairs["user_id"]), list(test_pairs["task"]),
-        query_emb=np.stack([emb[q] for q in test_pairs["query_id"]]))
+        None,
+        list(test_pairs["user_id"]),
+        list(test_pairs["task"]),
+        query_emb=np.stack([emb[q] for q in test_pairs["query_id"]]),
+    )
     np.testing.assert_array_equal(scores, again)
 
 
@@ -175,6 +202,7 @@ def test_a_killed_run_resumes_to_the_same_metrics(train_cfg, tmp_path, trainer, 
             on_epoch(epoch, record)
             if epoch == 2:
                 raise _Killed()
+
         return fit(self, *args, on_epoch=kill, **kwargs)
 
     monkeypatch.setattr(trainer_mod.Trainer, "fit", killed_fit)
@@ -242,15 +270,15 @@ def test_failed_run_still_finishes_the_wandb_run(train_cfg, tmp_path, monkeypatc
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_preset_trains_one_epoch(train_cfg, tmp_path, experiment):
-    small = {"sparse_users": ["users.queries_per_user=5"],
-             "scale": ["users.queries_per_user=5", "users.num_users=4"]}.get(experiment, [])
-    out = run(train_cfg(f"experiment={experiment}", "train_epoch=1", *small),
-              tmp_path)
+    small = {
+        "sparse_users": ["users.queries_per_user=5"],
+        "scale": ["users.queries_per_user=5", "users.num_users=4"],
+    }.get(experiment, [])
+    out = run(train_cfg(f"experiment={experiment}", "train_epoch=1", *small), tmp_path)
     assert np.isfinite(out["test/reward"])
     if experiment == "new_users":
         metrics = json.loads((tmp_path / "metrics.json").read_text())
         assert metrics["test"]["new_users"]["n"] > 0
-
 
 
 def test_a_finished_run_is_never_overwritten(train_cfg, tmp_path):
@@ -271,8 +299,7 @@ def test_cuda_with_a_cpu_only_dgl_names_the_fix(monkeypatch):
     import dgl
 
     def cpu_only(self, device, **kwargs):
-        raise dgl.DGLError("Device API cuda is not enabled. Please install the cuda version "
-                           "of dgl.")
+        raise dgl.DGLError("Device API cuda is not enabled. Please install the cuda version of dgl.")
 
     monkeypatch.setattr(dgl.DGLGraph, "to", cpu_only)
     with pytest.raises(RuntimeError, match="no CUDA support.*CUDA build of DGL"):

@@ -18,11 +18,18 @@ def query_table(n_queries=6, llms=("cheap-llama", "pricey-qwen")) -> RoutingData
     for q in range(n_queries):
         task = "math" if q % 2 else "trivia"
         for j, llm in enumerate(llms):
-            rows.append({"query_id": f"q{q}", "query": f"question {q}", "task": task, "llm": llm,
-                         "performance": float((q + j) % 2), "cost": 1.0 + 4.0 * j + q})
+            rows.append(
+                {
+                    "query_id": f"q{q}",
+                    "query": f"question {q}",
+                    "task": task,
+                    "llm": llm,
+                    "performance": float((q + j) % 2),
+                    "cost": 1.0 + 4.0 * j + q,
+                }
+            )
     llm_table = make_llm_table({name: {} for name in llms})
-    return RoutingData(pd.DataFrame(rows), llm_table,
-                       make_task_table({"math": "", "trivia": ""}), "toy")
+    return RoutingData(pd.DataFrame(rows), llm_table, make_task_table({"math": "", "trivia": ""}), "toy")
 
 
 def test_normalize_cost_is_min_max_within_task():
@@ -79,16 +86,18 @@ def test_preferences_outside_unit_interval_are_rejected():
 
 def test_per_user_query_sets_are_seeded_and_sized():
     data = query_table(n_queries=20)
-    sim = CostEfficiencyUsers(preferences=[0.3, 0.6, 0.9], query_assignment="per_user",
-                              queries_per_user=5, seed=7)
+    sim = CostEfficiencyUsers(
+        preferences=[0.3, 0.6, 0.9], query_assignment="per_user", queries_per_user=5, seed=7
+    )
     a, b = sim(data).table, sim(data).table
     pd.testing.assert_frame_equal(a, b)
     per_user = a.groupby("user_id")["query_id"].nunique()
     assert (per_user == 5).all()
     sets = [frozenset(a[a.user_id == u]["query_id"]) for u in range(3)]
     assert len(set(sets)) > 1  # users ask different queries
-    c = CostEfficiencyUsers(preferences=[0.3, 0.6, 0.9], query_assignment="per_user",
-                            queries_per_user=5, seed=8)(data).table
+    c = CostEfficiencyUsers(
+        preferences=[0.3, 0.6, 0.9], query_assignment="per_user", queries_per_user=5, seed=8
+    )(data).table
     assert not a[["user_id", "query_id"]].equals(c[["user_id", "query_id"]])
 
 
@@ -101,8 +110,9 @@ def test_bad_query_assignment_is_rejected():
 
 def test_archetypes_go_beyond_one_global_weight():
     data = query_table(n_queries=40)
-    sim = ArchetypeUsers(num_users=6, archetypes=["task_specialist", "family_loyal", "noisy"],
-                         noise=0.05, seed=3)
+    sim = ArchetypeUsers(
+        num_users=6, archetypes=["task_specialist", "family_loyal", "noisy"], noise=0.05, seed=3
+    )
     out = sim(data)
     table = out.table
     profiles = pd.DataFrame(out.meta["user_profiles"]).set_index("user_id")
@@ -113,8 +123,9 @@ def test_archetypes_go_beyond_one_global_weight():
     prefs = profiles.loc[0, "task_preferences"]
     assert prefs["math"] != prefs["trivia"]
     p = spec["task"].map(prefs).to_numpy()
-    np.testing.assert_allclose(spec["reward"], p * spec["performance"] - (1 - p) *
-                               cost_norm[spec.index], atol=1e-12)
+    np.testing.assert_allclose(
+        spec["reward"], p * spec["performance"] - (1 - p) * cost_norm[spec.index], atol=1e-12
+    )
     # A loyal user gets the bonus exactly on their family's LLMs.
     fam = profiles.loc[1, "family"]
     loyal = table[table.user_id == 1]

@@ -88,8 +88,7 @@ class PerUserTaskRouter(PerUserRouter):
         return self
 
     def score(self, query_nodes):
-        key = pd.MultiIndex.from_arrays([query_nodes[USER_COLUMN].to_numpy(),
-                                         query_nodes["task"].to_numpy()])
+        key = pd.MultiIndex.from_arrays([query_nodes[USER_COLUMN].to_numpy(), query_nodes["task"].to_numpy()])
         scores = self.task_table_.reindex(key).to_numpy(dtype=float)
         return np.where(np.isnan(scores), super().score(query_nodes), scores)
 
@@ -100,8 +99,11 @@ BASELINES: dict[str, type[BaselineRouter]] = {
 
 
 def evaluate_baselines(
-    train: pd.DataFrame, query_nodes: pd.DataFrame, dense: dict[str, np.ndarray],
-    llm_names: Sequence[str], names: Sequence[str] = tuple(BASELINES),
+    train: pd.DataFrame,
+    query_nodes: pd.DataFrame,
+    dense: dict[str, np.ndarray],
+    llm_names: Sequence[str],
+    names: Sequence[str] = tuple(BASELINES),
 ) -> dict[str, dict]:
     """Fit each named baseline on ``train`` and evaluate it on ``query_nodes``.
 
@@ -113,7 +115,13 @@ def evaluate_baselines(
     out = {}
     for name in names:
         router = BASELINES[name](llm_names).fit(train)
-        out[name] = routing_metrics(router.score(query_nodes), dense["reward"],
-                                    dense["performance"], dense["cost"], dense["observed"],
-                                    query_nodes, list(llm_names))
+        out[name] = routing_metrics(
+            router.score(query_nodes),
+            dense["reward"],
+            dense["performance"],
+            dense["cost"],
+            dense["observed"],
+            query_nodes,
+            list(llm_names),
+        )
     return out

@@ -1,9 +1,9 @@
 """The ``proute`` command line.
 
-    proute train [hydra overrides ...]      same as python -m proute.train
-    proute data  [hydra overrides ...]      same as python -m proute.data
-    proute infer ROUTER --query TEXT --user ID [--task TASK]
-    proute infer ROUTER --file requests.jsonl   (one {"query", "user_id"[, "task"]} a line)
+proute train [hydra overrides ...]      same as python -m proute.train
+proute data  [hydra overrides ...]      same as python -m proute.data
+proute infer ROUTER --query TEXT --user ID [--task TASK]
+proute infer ROUTER --file requests.jsonl   (one {"query", "user_id"[, "task"]} a line)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _read_requests(path: Path) -> list[dict]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise SystemExit(f"{path}, line {n}: invalid JSON ({exc.msg})")
+            raise SystemExit(f"{path}, line {n}: invalid JSON ({exc.msg})") from None
         if not isinstance(obj, dict) or "query" not in obj or "user_id" not in obj:
             raise SystemExit(f"{path}, line {n}: expected an object with 'query' and 'user_id'")
         requests.append(obj)

@@ -41,8 +41,14 @@ class WandbLogger(NullLogger):
     ``wandb sync <run_dir>/wandb/offline-run-*``.
     """
 
-    def __init__(self, project: str = "proute", mode: str = "auto", entity: str | None = None,
-                 group: str | None = None, tags: Sequence[str] = ()):
+    def __init__(
+        self,
+        project: str = "proute",
+        mode: str = "auto",
+        entity: str | None = None,
+        group: str | None = None,
+        tags: Sequence[str] = (),
+    ):
         if mode not in ("auto", "online", "offline", "disabled"):
             raise ValueError(f"logger.mode={mode!r}; expected auto, online, offline or disabled")
         self.project, self.entity, self.group, self.tags = project, entity, group, list(tags)
@@ -72,11 +78,18 @@ class WandbLogger(NullLogger):
         if mode == "online" and not self.has_credentials():
             raise RuntimeError(
                 "logger mode 'online' needs W&B credentials: set WANDB_API_KEY or run "
-                "`wandb login`; or use logger=wandb (offline without a key) or logger=none")
+                "`wandb login`; or use logger=wandb (offline without a key) or logger=none"
+            )
         self.run_dir = Path(run_dir)
         self.run = wandb.init(
-            project=self.project, entity=self.entity, group=self.group, tags=self.tags,
-            mode=mode, dir=str(self.run_dir), config=config, name=name,
+            project=self.project,
+            entity=self.entity,
+            group=self.group,
+            tags=self.tags,
+            mode=mode,
+            dir=str(self.run_dir),
+            config=config,
+            name=name,
             settings=wandb.Settings(silent=True),
         )
         exit_code = 1

@@ -90,8 +90,7 @@ def routing_metrics(
     choice = picks(scores, observed)
     best_reward = np.where(observed, reward, -np.inf).max(axis=1)
     best = observed & (reward >= best_reward[:, None] - atol)
-    chosen = nodes[[c for c in (USER_COLUMN, "query_id", "task", "new_user")
-                    if c in nodes.columns]].copy()
+    chosen = nodes[[c for c in (USER_COLUMN, "query_id", "task", "new_user") if c in nodes.columns]].copy()
     chosen["llm"] = np.asarray(llm_names, dtype=object)[choice]
     chosen["correct"] = best[rows, choice]
     chosen["reward"] = reward[rows, choice]

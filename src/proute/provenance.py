@@ -8,18 +8,37 @@ from importlib.metadata import PackageNotFoundError, version
 
 from proute import paths
 
-LIBRARIES = ("proute", "torch", "dgl", "numpy", "pandas", "transformers", "hydra-core",
-             "omegaconf", "wandb", "safetensors", "scikit-learn")
+LIBRARIES = (
+    "proute",
+    "torch",
+    "dgl",
+    "numpy",
+    "pandas",
+    "transformers",
+    "hydra-core",
+    "omegaconf",
+    "wandb",
+    "safetensors",
+    "scikit-learn",
+)
 
 
 def git_revision() -> dict[str, str | bool]:
     """The checkout's commit and whether it had uncommitted changes ("unknown" outside git)."""
     root = str(paths.project_root())
     try:
-        rev = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip() != ""
+        rev = subprocess.run(
+            ["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            != ""
+        )
         return {"commit": rev, "dirty": dirty}
     except Exception:
         return {"commit": "unknown", "dirty": False}
@@ -36,5 +55,9 @@ def library_versions() -> dict[str, str]:
 
 
 def environment() -> dict:
-    return {"git": git_revision(), "versions": library_versions(),
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "git": git_revision(),
+        "versions": library_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

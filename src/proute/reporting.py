@@ -16,8 +16,7 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "picks"}
 
 
-def plot_per_user(frame: pd.DataFrame, baseline: pd.DataFrame | None, path: Path,
-                  title: str) -> Path:
+def plot_per_user(frame: pd.DataFrame, baseline: pd.DataFrame | None, path: Path, title: str) -> Path:
     """Bars of per-user test accuracy and reward/oracle, the GNN beside a baseline."""
     import matplotlib
 
@@ -27,13 +26,19 @@ def plot_per_user(frame: pd.DataFrame, baseline: pd.DataFrame | None, path: Path
     users = frame["user_id"].astype(str).tolist()
     x = np.arange(len(users))
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.9 * len(users) + 3), 3.8))
-    for ax, col, label in ((axes[0], "accuracy", "routing accuracy"),
-                           (axes[1], "reward_ratio", "reward / oracle reward")):
+    for ax, col, label in (
+        (axes[0], "accuracy", "routing accuracy"),
+        (axes[1], "reward_ratio", "reward / oracle reward"),
+    ):
         width = 0.4 if baseline is not None else 0.8
         ax.bar(x - (width / 2 if baseline is not None else 0), frame[col], width, label="GNN")
         if baseline is not None:
-            ax.bar(x + width / 2, baseline.set_index("user_id").reindex(frame["user_id"])[col],
-                   width, label="best fixed LLM per user")
+            ax.bar(
+                x + width / 2,
+                baseline.set_index("user_id").reindex(frame["user_id"])[col],
+                width,
+                label="best fixed LLM per user",
+            )
         ax.set_xticks(x, users)
         ax.set_xlabel("user")
         ax.set_ylabel(label)
@@ -47,13 +52,17 @@ def plot_per_user(frame: pd.DataFrame, baseline: pd.DataFrame | None, path: Path
     return path
 
 
-def write_run_report(run_dir: Path, val: dict, test: dict, baselines: dict, history: list,
-                     timing: dict, n_params: int, logger) -> dict:
+def write_run_report(
+    run_dir: Path, val: dict, test: dict, baselines: dict, history: list, timing: dict, n_params: int, logger
+) -> dict:
     report = {
-        "val": _jsonable(val), "test": _jsonable(test),
-        "baselines": {split: {name: _jsonable(m) for name, m in res.items()}
-                      for split, res in baselines.items()},
-        "timing": timing, "parameters": n_params,
+        "val": _jsonable(val),
+        "test": _jsonable(test),
+        "baselines": {
+            split: {name: _jsonable(m) for name, m in res.items()} for split, res in baselines.items()
+        },
+        "timing": timing,
+        "parameters": n_params,
     }
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
     pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
@@ -61,12 +70,12 @@ def write_run_report(run_dir: Path, val: dict, test: dict, baselines: dict, hist
     per_user.to_csv(run_dir / "per_user.csv", index=False)
     test["picks"].to_csv(run_dir / "test_picks.csv", index=False)
     fixed = baselines.get("test", {}).get("per_user")
-    plot_per_user(per_user, per_user_frame(fixed) if fixed else None,
-                  run_dir / "per_user.png", "test split, per user")
+    plot_per_user(
+        per_user, per_user_frame(fixed) if fixed else None, run_dir / "per_user.png", "test split, per user"
+    )
 
     per_user["user_id"] = per_user["user_id"].astype(str)
-    logger.log_table("test/per_user", per_user,
-                     bars=[("user_id", "accuracy"), ("user_id", "reward")])
+    logger.log_table("test/per_user", per_user, bars=[("user_id", "accuracy"), ("user_id", "reward")])
     summary = {f"test/{k}": v for k, v in test["overall"].items()}
     summary.update({f"val/{k}": v for k, v in val["overall"].items()})
     for name, m in baselines.get("test", {}).items():

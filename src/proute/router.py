@@ -39,14 +39,19 @@ def _upgrade_v1(hparams: dict, weights: dict) -> tuple[dict, dict]:
     hp = dict(hparams)
     num_heads, aggregator = hp.pop("num_heads", 2), hp.pop("sage_aggregator", "mean")
     conv = hp.get("conv", "graphconv")
-    hp["conv_kwargs"] = {"gat": {"num_heads": num_heads}, "gatv2": {"num_heads": num_heads},
-                         "sage": {"aggregator": aggregator}}.get(conv, {})
+    hp["conv_kwargs"] = {
+        "gat": {"num_heads": num_heads},
+        "gatv2": {"num_heads": num_heads},
+        "sage": {"aggregator": aggregator},
+    }.get(conv, {})
     hidden, dropout = hp.pop("decoder_hidden", None), hp.pop("decoder_dropout", None)
     dec = {}
     if hp.get("decoder", "mlp") == "mlp":
         dec = {k: v for k, v in (("hidden", hidden), ("dropout", dropout)) if v is not None}
     hp["decoder_kwargs"] = dec
-    renamed = {("gnn." + k[len("encoder."):] if k.startswith("encoder.") else k): v for k, v in weights.items()}
+    renamed = {
+        ("gnn." + k[len("encoder.") :] if k.startswith("encoder.") else k): v for k, v in weights.items()
+    }
     return hp, renamed
 
 
@@ -69,8 +74,15 @@ class PersonalizedRouter:
     {'model_name': 'gemma-2-9b-it', 'scores': {...}, 'user_id': 3, 'task': 'gsm8k'}
     """
 
-    def __init__(self, model, context, meta: dict, task_centroids: torch.Tensor,
-                 encoder=None, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model,
+        context,
+        meta: dict,
+        task_centroids: torch.Tensor,
+        encoder=None,
+        device: str | torch.device = "cpu",
+    ):
         from proute.models.model import ContextCache
 
         self.device = torch.device(device)
@@ -133,8 +145,7 @@ class PersonalizedRouter:
         try:
             weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
             save_file(weights, str(tmp / "weights.safetensors"))
-            ctx = {k: v.detach().cpu().contiguous()
-                   for k, v in self.context.state_tensors().items()}
+            ctx = {k: v.detach().cpu().contiguous() for k, v in self.context.state_tensors().items()}
             ctx["task_centroids"] = self.task_centroids.detach().cpu().contiguous()
             save_file(ctx, str(tmp / "context.safetensors"))
             (tmp / "router.json").write_text(json.dumps(self.meta, indent=2, default=str))
@@ -152,8 +163,9 @@ class PersonalizedRouter:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, encoder=None,
-             device: str | torch.device = "cpu") -> "PersonalizedRouter":
+    def load(
+        cls, path: str | os.PathLike, encoder=None, device: str | torch.device = "cpu"
+    ) -> "PersonalizedRouter":
         """Load a router directory; needs nothing else (not the data, not the configs).
 
         ``encoder`` (optional) replaces the text encoder named in ``router.json``; it must
@@ -179,7 +191,8 @@ class PersonalizedRouter:
         if version not in READABLE_FORMATS:
             raise RouterFormatError(
                 f"{path / 'router.json'}: field 'format_version' is {version!r}; this proute "
-                f"reads formats {list(READABLE_FORMATS)}")
+                f"reads formats {list(READABLE_FORMATS)}"
+            )
         for key in ("model", "users", "llms", "tasks", "encoder", "query_dim"):
             if key not in meta:
                 raise RouterFormatError(f"{path / 'router.json'}: missing field {key!r}")
@@ -188,8 +201,7 @@ class PersonalizedRouter:
             try:
                 tensors[name] = load_file(str(path / name))
             except (SafetensorError, OSError, ValueError) as exc:
-                raise RouterFormatError(
-                    f"{path / name}: not a readable safetensors file ({exc})") from exc
+                raise RouterFormatError(f"{path / name}: not a readable safetensors file ({exc})") from exc
         hparams, weights = meta["model"], tensors["weights.safetensors"]
         if version == 1:
             hparams, weights = _upgrade_v1(hparams, weights)
@@ -200,7 +212,8 @@ class PersonalizedRouter:
         except (TypeError, RuntimeError, ValueError) as exc:
             raise RouterFormatError(
                 f"{path / 'weights.safetensors'}: does not match the model described in "
-                f"router.json field 'model' ({exc})") from exc
+                f"router.json field 'model' ({exc})"
+            ) from exc
         ctx = dict(tensors["context.safetensors"])
         if "task_centroids" not in ctx:
             raise RouterFormatError(f"{path / 'context.safetensors'}: missing 'task_centroids'")
@@ -224,7 +237,8 @@ class PersonalizedRouter:
         except KeyError:
             raise KeyError(
                 f"unknown user_id {user_id!r}: this router knows {len(self.users)} users "
-                f"({self.users[:10]}{' ...' if len(self.users) > 10 else ''})") from None
+                f"({self.users[:10]}{' ...' if len(self.users) > 10 else ''})"
+            ) from None
 
     def infer_tasks(self, query_emb: torch.Tensor) -> torch.Tensor:
         """Nearest task centroid (cosine) of each query embedding."""
@@ -232,9 +246,13 @@ class PersonalizedRouter:
         return (q @ self.task_centroids.T).argmax(dim=1)
 
     @torch.no_grad()
-    def score(self, queries: Sequence[str] | None, user_ids: Sequence,
-              tasks: Sequence[str | None] | None = None,
-              query_emb: np.ndarray | torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
+    def score(
+        self,
+        queries: Sequence[str] | None,
+        user_ids: Sequence,
+        tasks: Sequence[str | None] | None = None,
+        query_emb: np.ndarray | torch.Tensor | None = None,
+    ) -> tuple[np.ndarray, list[str]]:
         """Logits ``[n, num_llms]`` (columns :attr:`llms`) and the task used per query.
 
         Give the texts (encoded with the router's encoder) or ``query_emb``. A task that is
@@ -246,8 +264,9 @@ class PersonalizedRouter:
             query_emb = self.encoder.encode(list(queries))
         q = torch.as_tensor(np.asarray(query_emb, dtype=np.float32), device=self.device)
         if q.ndim != 2 or q.shape[1] != self.meta["query_dim"]:
-            raise ValueError(f"query embeddings have shape {tuple(q.shape)}; expected "
-                             f"[n, {self.meta['query_dim']}]")
+            raise ValueError(
+                f"query embeddings have shape {tuple(q.shape)}; expected [n, {self.meta['query_dim']}]"
+            )
         n = q.shape[0]
         if len(user_ids) != n:
             raise ValueError(f"{len(user_ids)} user ids for {n} queries")
@@ -267,16 +286,22 @@ class PersonalizedRouter:
         """Route ``[{"query": str, "user_id": id, "task": optional}, ...]``."""
         for i, r in enumerate(requests):
             if not isinstance(r, dict) or "query" not in r or "user_id" not in r:
-                raise ValueError(f"request {i}: expected a dict with 'query' and 'user_id'; "
-                                 f"got {r!r}")
-        scores, tasks = self.score([r["query"] for r in requests],
-                                   [r["user_id"] for r in requests],
-                                   [r.get("task") for r in requests])
+                raise ValueError(f"request {i}: expected a dict with 'query' and 'user_id'; got {r!r}")
+        scores, tasks = self.score(
+            [r["query"] for r in requests],
+            [r["user_id"] for r in requests],
+            [r.get("task") for r in requests],
+        )
         out = []
-        for r, s, t in zip(requests, scores, tasks):
-            out.append({"model_name": self.llms[int(s.argmax())],
-                        "scores": dict(zip(self.llms, map(float, s))),
-                        "user_id": r["user_id"], "task": t})
+        for r, s, t in zip(requests, scores, tasks, strict=True):
+            out.append(
+                {
+                    "model_name": self.llms[int(s.argmax())],
+                    "scores": dict(zip(self.llms, map(float, s), strict=True)),
+                    "user_id": r["user_id"],
+                    "task": t,
+                }
+            )
         return out
 
     def route_single(self, request: dict[str, Any]) -> dict[str, Any]:

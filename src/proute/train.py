@@ -52,9 +52,12 @@ def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
 
     data = prepared.data
     rg = build_graph(
-        prepared.table, (prepared.query_ids, prepared.query_emb),
-        (list(data.tasks.index), prepared.task_emb), (list(data.llms.index), prepared.llm_emb),
-        llm_families=data.llms["family"].to_dict(), llms=list(data.llms.index),
+        prepared.table,
+        (prepared.query_ids, prepared.query_emb),
+        (list(data.tasks.index), prepared.task_emb),
+        (list(data.llms.index), prepared.llm_emb),
+        llm_families=data.llms["family"].to_dict(),
+        llms=list(data.llms.index),
         **OmegaConf.to_container(graph_cfg, resolve=True),
     )
     if "new_user" in prepared.table.columns:  # NewUserSplit: report new users apart
@@ -78,7 +81,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if (run_dir / "metrics.json").exists() and not cfg.get("overwrite", False):
         raise FileExistsError(
             f"{run_dir} already holds a finished run (metrics.json); proute does not overwrite "
-            "it. Choose another hydra.run.dir, or pass overwrite=true.")
+            "it. Choose another hydra.run.dir, or pass overwrite=true."
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -104,34 +108,51 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(int(cfg.random_state))
     with logger.start(run_dir, {**resolved, "environment": env, "parameters": n_params}):
         t1 = time.perf_counter()
-        history = trainer.fit(model, rg, masking, generator, quiet=bool(cfg.quiet),
-                              on_epoch=lambda e, rec: logger.log_metrics(rec, step=e),
-                              run_dir=run_dir, resume=bool(cfg.get("resume", False)),
-                              seed=int(cfg.random_state))
+        history = trainer.fit(
+            model,
+            rg,
+            masking,
+            generator,
+            quiet=bool(cfg.quiet),
+            on_epoch=lambda e, rec: logger.log_metrics(rec, step=e),
+            run_dir=run_dir,
+            resume=bool(cfg.get("resume", False)),
+            seed=int(cfg.random_state),
+        )
         train_seconds = time.perf_counter() - t1
         val = trainer.evaluate(model, rg, "val")
-        test = trainer.evaluate(model, rg, "test")   # the one and only test evaluation
+        test = trainer.evaluate(model, rg, "test")  # the one and only test evaluation
         train_rows = table[table["split"] == "train"]
-        baselines = {split: evaluate_baselines(train_rows, *rg.split_block(split),
-                                               list(rg.llms), names=list(cfg.baselines))
-                     for split in ("val", "test")}
-        timing = {"data_seconds": data_seconds, "train_seconds": train_seconds,
-                  "epochs": len(history), "best_epoch": trainer.best_epoch,
-                  "seconds_per_epoch": train_seconds / max(1, len(history)),
-                  "train_pairs_per_second": trainer.pairs_trained
-                  / max(1e-9, sum(r["train/epoch_seconds"] for r in history)),
-                  "time_to_best_seconds": sum(r["train/epoch_seconds"] + r["val/seconds"]
-                                              for r in history if r["epoch"] <= trainer.best_epoch),
-                  "peak_rss_mb": peak_rss_mb(), "num_users": rg.num_users,
-                  "num_query_nodes": rg.num_query_nodes, "num_train_edges": rg.num_outcome_edges,
-                  **{f"data_{k}_seconds": v for k, v in prepared.timings.items()}}
-        report = write_run_report(run_dir, val, test, baselines, history, timing, n_params,
-                                  logger)
+        baselines = {
+            split: evaluate_baselines(
+                train_rows, *rg.split_block(split), list(rg.llms), names=list(cfg.baselines)
+            )
+            for split in ("val", "test")
+        }
+        timing = {
+            "data_seconds": data_seconds,
+            "train_seconds": train_seconds,
+            "epochs": len(history),
+            "best_epoch": trainer.best_epoch,
+            "seconds_per_epoch": train_seconds / max(1, len(history)),
+            "train_pairs_per_second": trainer.pairs_trained
+            / max(1e-9, sum(r["train/epoch_seconds"] for r in history)),
+            "time_to_best_seconds": sum(
+                r["train/epoch_seconds"] + r["val/seconds"]
+                for r in history
+                if r["epoch"] <= trainer.best_epoch
+            ),
+            "peak_rss_mb": peak_rss_mb(),
+            "num_users": rg.num_users,
+            "num_query_nodes": rg.num_query_nodes,
+            "num_train_edges": rg.num_outcome_edges,
+            **{f"data_{k}_seconds": v for k, v in prepared.timings.items()},
+        }
+        report = write_run_report(run_dir, val, test, baselines, history, timing, n_params, logger)
         if cfg.export_router:
             from proute.router import PersonalizedRouter
 
-            PersonalizedRouter.from_training(model, rg, prepared, cfg, env).save(
-                run_dir / "router")
+            PersonalizedRouter.from_training(model, rg, prepared, cfg, env).save(run_dir / "router")
     out = {**flat(val, "val"), **flat(test, "test"), **timing}
     log.info("test: %s", json.dumps(report["test"]["overall"]))
     return out

@@ -224,7 +224,10 @@ def query_text_inputs(rg) -> tuple[torch.Tensor, torch.Tensor]:
         first = np.unique(text_id, return_index=True)[1]
         feat = rg.graph.nodes["query"].data["feat"]
         rows = torch.as_tensor(first, device=feat.device)
-        rg._cache["query_text"] = (feat[rows], torch.as_tensor(text_id, dtype=torch.int64, device=feat.device))
+        rg._cache["query_text"] = (
+            feat[rows],
+            torch.as_tensor(text_id, dtype=torch.int64, device=feat.device),
+        )
     return rg._cache["query_text"]
 
 
@@ -250,15 +253,18 @@ class Trainer:
         if loss not in LOSSES:
             raise ValueError(f"trainer.loss={loss!r}; expected one of {sorted(LOSSES)}")
         if monitor not in MONITORS:
-            raise ValueError(f"trainer.monitor={monitor!r}; expected one of {MONITORS} "
-                             "(validation metrics where higher is better)")
+            raise ValueError(
+                f"trainer.monitor={monitor!r}; expected one of {MONITORS} "
+                "(validation metrics where higher is better)"
+            )
         if batch_size < 1 or steps_per_epoch < 1 or train_epoch < 1:
             raise ValueError("train_epoch, batch_size and steps_per_epoch must be >= 1")
         if not learning_rate > 0 or weight_decay < 0 or patience < 1 or listwise_temperature <= 0:
             raise ValueError(
                 f"learning_rate must be > 0 (got {learning_rate}), weight_decay >= 0 (got "
                 f"{weight_decay}), patience >= 1 (got {patience}), listwise_temperature > 0 "
-                f"(got {listwise_temperature})")
+                f"(got {listwise_temperature})"
+            )
         self.train_epoch, self.batch_size = int(train_epoch), int(batch_size)
         self.steps_per_epoch = int(steps_per_epoch)
         self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
@@ -291,15 +297,23 @@ class Trainer:
         model.eval()
         nodes = rg.pair_node[rg.pairs_of(split)]
         blocks, node_feat, pos, users = full_neighbor_blocks(rg, nodes, model.gnn.num_layers)
-        h = model.gnn.forward_blocks(blocks, model.gnn.input_states_of(blocks[0], node_feat, query_text_inputs(rg)))
+        h = model.gnn.forward_blocks(
+            blocks, model.gnn.input_states_of(blocks[0], node_feat, query_text_inputs(rg))
+        )
         user_pos = torch.searchsorted(users, rg.query_user[nodes]) if users is not None else None
         return model.score_all(h, pos, user_pos).float().cpu().numpy()
 
     def evaluate(self, model, rg, split: str) -> dict[str, Any]:
         pairs, dense = rg.split_block(split)
-        return routing_metrics(self.scores(model, rg, split), dense["reward"],
-                               dense["performance"], dense["cost"], dense["observed"],
-                               pairs, list(rg.llms))
+        return routing_metrics(
+            self.scores(model, rg, split),
+            dense["reward"],
+            dense["performance"],
+            dense["cost"],
+            dense["observed"],
+            pairs,
+            list(rg.llms),
+        )
 
     # -- one step -------------------------------------------------------------------------
     def prepare(self, model, rg, masking) -> None:
@@ -337,10 +351,18 @@ class Trainer:
         """Called before an epoch's first step (after its random generators are seeded)."""
 
     # -- fitting ------------------------------------------------------------------------
-    def fit(self, model, rg, masking, generator: torch.Generator,
-            on_epoch: Callable[[int, dict], None] | None = None, quiet: bool = False,
-            run_dir: str | os.PathLike | None = None, resume: bool = False,
-            seed: int | None = None):
+    def fit(
+        self,
+        model,
+        rg,
+        masking,
+        generator: torch.Generator,
+        on_epoch: Callable[[int, dict], None] | None = None,
+        quiet: bool = False,
+        run_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        seed: int | None = None,
+    ):
         """Train with early stopping; restores the best-validation weights.
 
         ``seed`` (default: the generator's initial seed) seeds every epoch's draws.
@@ -354,8 +376,7 @@ class Trainer:
             torch.set_num_threads(1)
         seed = int(generator.initial_seed() if seed is None else seed)
         self.prepare(model, rg, masking)
-        opt = torch.optim.AdamW(model.parameters(), lr=self.learning_rate,
-                                weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         best_value, best_state, waited, start = -np.inf, None, 0, 0
         ckpt = Checkpoint(run_dir) if run_dir is not None else None
         if resume and ckpt is not None and ckpt.exists():
@@ -382,10 +403,14 @@ class Trainer:
                 opt.step()
             train_time = time.perf_counter() - t0
             val = self.evaluate(model, rg, "val")["overall"]
-            record = {"epoch": epoch, "train/loss": float(np.mean(losses)),
-                      "train/epoch_seconds": train_time, "train/pairs": self.pairs_trained,
-                      "val/seconds": time.perf_counter() - t0 - train_time,
-                      **{f"val/{k}": v for k, v in val.items()}}
+            record = {
+                "epoch": epoch,
+                "train/loss": float(np.mean(losses)),
+                "train/epoch_seconds": train_time,
+                "train/pairs": self.pairs_trained,
+                "val/seconds": time.perf_counter() - t0 - train_time,
+                **{f"val/{k}": v for k, v in val.items()},
+            }
             self.history.append(record)
             value = val[self.monitor]
             if value > best_value + 1e-9:
@@ -395,11 +420,24 @@ class Trainer:
                 waited += 1
             stop = waited >= self.patience
             if ckpt is not None:
-                ckpt.save(model, opt, best_state, {
-                    "epoch": epoch, "best_value": best_value, "waited": waited,
-                    "best_epoch": self.best_epoch, "history": self.history, "stopped": stop})
-            bar.set_postfix(loss=f"{record['train/loss']:.4f}",
-                            **{f"val_{self.monitor}": f"{value:.4f}"}, best=self.best_epoch)
+                ckpt.save(
+                    model,
+                    opt,
+                    best_state,
+                    {
+                        "epoch": epoch,
+                        "best_value": best_value,
+                        "waited": waited,
+                        "best_epoch": self.best_epoch,
+                        "history": self.history,
+                        "stopped": stop,
+                    },
+                )
+            bar.set_postfix(
+                loss=f"{record['train/loss']:.4f}",
+                **{f"val_{self.monitor}": f"{value:.4f}"},
+                best=self.best_epoch,
+            )
             if on_epoch is not None:
                 on_epoch(epoch, record)
             if stop:
@@ -421,8 +459,9 @@ class MiniBatchTrainer(Trainer):
     nodes (``masking=query``, the default); its rate is not used: the batch is the mask.
     """
 
-    def __init__(self, batch_nodes: int = 4096, fanouts=(64, 64), steps_per_epoch: int | None = None,
-                 **kwargs):
+    def __init__(
+        self, batch_nodes: int = 4096, fanouts=(64, 64), steps_per_epoch: int | None = None, **kwargs
+    ):
         super().__init__(steps_per_epoch=1, **kwargs)
         if batch_nodes < 1:
             raise ValueError(f"trainer.batch_nodes must be >= 1; got {batch_nodes}")
@@ -438,7 +477,8 @@ class MiniBatchTrainer(Trainer):
         if not isinstance(masking, QueryMasking):
             raise ValueError(
                 f"trainer=minibatch hides the outcome edges of whole seed query nodes; "
-                f"masking={type(masking).__name__} is for full-graph training (trainer=default)")
+                f"masking={type(masking).__name__} is for full-graph training (trainer=default)"
+            )
         super().prepare(model, rg, masking)
         self.sampler = MaskedNeighborSampler(rg, self.fanouts, num_layers=model.gnn.num_layers)
         n = len(self.sampler.train_nodes)
@@ -451,7 +491,7 @@ class MiniBatchTrainer(Trainer):
         nodes = self.sampler.train_nodes
         if self._order is None or self._pos >= len(nodes):
             self._order, self._pos = nodes[torch.randperm(len(nodes), generator=generator)], 0
-        seeds = self._order[self._pos: self._pos + self.batch_nodes]
+        seeds = self._order[self._pos : self._pos + self.batch_nodes]
         self._pos += self.batch_nodes
         return seeds
 

@@ -31,8 +31,11 @@ def main(cfg: DictConfig) -> dict:
     out = Path(HydraConfig.get().runtime.output_dir)
     summary["best_llm_share"].to_csv(out / "best_llm_share.csv")
     plot_best_llm_share(summary["best_llm_share"], out / "best_llm_share.png")
-    record = {"counts": summary["counts"], "timings": prepared.timings,
-              "meta": {k: v for k, v in prepared.data.meta.items() if k != "user_profiles"}}
+    record = {
+        "counts": summary["counts"],
+        "timings": prepared.timings,
+        "meta": {k: v for k, v in prepared.data.meta.items() if k != "user_profiles"},
+    }
     (out / "summary.json").write_text(json.dumps(record, indent=2, default=str))
     print(f"\nwrote {out}/summary.json, best_llm_share.csv, best_llm_share.png")
     return summary["counts"]

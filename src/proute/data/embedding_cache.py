@@ -141,9 +141,7 @@ class EmbeddingCache:
         if not isinstance(meta, dict) or any(f not in meta for f in fields):
             raise self._corrupt(path, f"it is not a JSON object with the fields {fields}")
         if meta["key"] != self.key:
-            raise self._corrupt(
-                path, f"it belongs to encoder key {meta['key']!r}, not {self.key!r}"
-            )
+            raise self._corrupt(path, f"it belongs to encoder key {meta['key']!r}, not {self.key!r}")
         return meta
 
     def _corrupt(self, path: Path, why: object) -> EmbeddingCacheError:
@@ -233,9 +231,7 @@ class EmbeddingCache:
         rows = self.rows([text_hash(t) for t in texts])
         missing = np.flatnonzero(rows < 0)
         if missing.size:
-            raise KeyError(
-                f"{missing.size} of {len(texts)} texts are not cached, e.g. index {missing[0]}"
-            )
+            raise KeyError(f"{missing.size} of {len(texts)} texts are not cached, e.g. index {missing[0]}")
         return self.gather(rows)
 
     # ------------------------------------------------------------------ writing
@@ -265,8 +261,7 @@ class EmbeddingCache:
                 self._load_from(meta)  # another process committed since we loaded
             if self._dim is not None and emb.shape[1] != self._dim:
                 raise ValueError(
-                    f"embeddings of dim {emb.shape[1]} cannot join the cache {self.folder} "
-                    f"of dim {self._dim}"
+                    f"embeddings of dim {emb.shape[1]} cannot join the cache {self.folder} of dim {self._dim}"
                 )
             seen: set[str] = set()
             keep: list[int] = []

@@ -67,8 +67,7 @@ def prepare(
         data = split(data)
     table = data.table.reset_index(drop=True)
     if USER_COLUMN in table.columns:
-        table = table.sort_values([USER_COLUMN, "query_id", "llm"], kind="stable",
-                                  ignore_index=True)
+        table = table.sort_values([USER_COLUMN, "query_id", "llm"], kind="stable", ignore_index=True)
     # Keep only the LLMs and tasks the table refers to, in the LLM/task table's order.
     llms = data.llms[data.llms.index.isin(set(table["llm"]))]
     tasks = data.tasks[data.tasks.index.isin(set(table["task"]))]

@@ -86,12 +86,13 @@ class QuerySplit:
         if "split" in table.columns:
             log.info("%s: using the split column found in the data", data.name)
             return table
-        return table.assign(split=query_split_labels(table, self.ratios, self.seed).to_numpy(dtype=object)).astype({"split": "category"})
+        return table.assign(
+            split=query_split_labels(table, self.ratios, self.seed).to_numpy(dtype=object)
+        ).astype({"split": "category"})
 
     def __call__(self, data: RoutingData) -> RoutingData:
         table = self.base(data)
-        return RoutingData(table, data.llms, data.tasks, data.name,
-                           {**data.meta, "split": self.describe()})
+        return RoutingData(table, data.llms, data.tasks, data.name, {**data.meta, "split": self.describe()})
 
     def describe(self) -> dict:
         return {"kind": type(self).__name__, "ratios": list(self.ratios), "seed": self.seed}
@@ -151,8 +152,14 @@ class NewUserSplit(QuerySplit):
             support = set(rng.choice(qids, size=k, replace=False)) if k else set()
             keep &= ~(sel & ~table["query_id"].astype(str).isin(support).to_numpy())
         table = table.assign(new_user=is_new)[keep]
-        meta = {**data.meta, "split": {**self.describe(), "new_users": [str(u) for u in held],
-                                       "support_queries": self.support_queries}}
+        meta = {
+            **data.meta,
+            "split": {
+                **self.describe(),
+                "new_users": [str(u) for u in held],
+                "support_queries": self.support_queries,
+            },
+        }
         return RoutingData(table, data.llms, data.tasks, data.name, meta)
 
 
@@ -176,10 +183,17 @@ class NewLLMSplit(QuerySplit):
 def split_sizes(table: pd.DataFrame) -> pd.DataFrame:
     """Queries, (user, query) pairs and rows per split."""
     g = table.groupby("split")
-    out = pd.DataFrame({
-        "queries": g["query_id"].nunique(),
-        "user_queries": g.apply(lambda d: len(d.drop_duplicates([USER_COLUMN, "query_id"]))
-                                if USER_COLUMN in d else d["query_id"].nunique()),
-        "rows": g.size(),
-    })
+    out = pd.DataFrame(
+        {
+            "queries": g["query_id"].nunique(),
+            "user_queries": g.apply(
+                lambda d: (
+                    len(d.drop_duplicates([USER_COLUMN, "query_id"]))
+                    if USER_COLUMN in d
+                    else d["query_id"].nunique()
+                )
+            ),
+            "rows": g.size(),
+        }
+    )
     return out.reindex([s for s in SPLITS if s in out.index])

@@ -20,8 +20,9 @@ def best_llm_distribution(table: pd.DataFrame) -> pd.DataFrame:
     best = table[best_mask(table)]
     key = [USER_COLUMN, "query_id"]
     weight = 1.0 / best.groupby(key)["llm"].transform("size")
-    dist = (best.assign(w=weight).pivot_table(index=USER_COLUMN, columns="llm", values="w",
-                                              aggfunc="sum", fill_value=0.0))
+    dist = best.assign(w=weight).pivot_table(
+        index=USER_COLUMN, columns="llm", values="w", aggfunc="sum", fill_value=0.0
+    )
     n = table.groupby(USER_COLUMN)["query_id"].nunique()
     return dist.div(n, axis=0)
 
@@ -36,23 +37,25 @@ def summarize(prepared: PreparedData) -> dict[str, pd.DataFrame | dict]:
         "llms": table["llm"].nunique(),
         "tasks": table["task"].nunique(),
         "missing_observations": int(
-            len(table.drop_duplicates([USER_COLUMN, "query_id"])) * table["llm"].nunique()
-            - len(table)
+            len(table.drop_duplicates([USER_COLUMN, "query_id"])) * table["llm"].nunique() - len(table)
         ),
     }
     best = best_mask(table)
     ties = table[best].groupby([USER_COLUMN, "query_id"]).size()
     counts["tied_best_share"] = float((ties > 1).mean())
-    per_user = pd.DataFrame({
-        "queries": table.groupby(USER_COLUMN)["query_id"].nunique(),
-        "oracle_reward": table[best].drop_duplicates([USER_COLUMN, "query_id"])
-        .groupby(USER_COLUMN)["reward"].mean(),
-        "mean_reward": table.groupby(USER_COLUMN)["reward"].mean(),
-    })
+    per_user = pd.DataFrame(
+        {
+            "queries": table.groupby(USER_COLUMN)["query_id"].nunique(),
+            "oracle_reward": table[best]
+            .drop_duplicates([USER_COLUMN, "query_id"])
+            .groupby(USER_COLUMN)["reward"]
+            .mean(),
+            "mean_reward": table.groupby(USER_COLUMN)["reward"].mean(),
+        }
+    )
     out: dict[str, pd.DataFrame | dict] = {
         "counts": counts,
-        "tasks": table.drop_duplicates("query_id").groupby("task").size().rename("queries")
-        .to_frame(),
+        "tasks": table.drop_duplicates("query_id").groupby("task").size().rename("queries").to_frame(),
         "per_user": per_user,
         "best_llm_share": best_llm_distribution(table),
     }
@@ -63,10 +66,12 @@ def summarize(prepared: PreparedData) -> dict[str, pd.DataFrame | dict]:
 
 def format_summary(summary: dict, name: str = "") -> str:
     lines = [f"== {name}" if name else "== dataset"]
-    lines += [f"{k:>22}: {v:.3f}" if isinstance(v, float) else f"{k:>22}: {v}"
-              for k, v in summary["counts"].items()]
-    with pd.option_context("display.width", 200, "display.max_columns", 50,
-                           "display.float_format", "{:.3f}".format):
+    lines += [
+        f"{k:>22}: {v:.3f}" if isinstance(v, float) else f"{k:>22}: {v}" for k, v in summary["counts"].items()
+    ]
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 50, "display.float_format", "{:.3f}".format
+    ):
         for key in ("splits", "tasks", "per_user", "best_llm_share"):
             if key in summary:
                 lines += ["", f"-- {key}", str(summary[key])]

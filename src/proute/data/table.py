@@ -135,8 +135,7 @@ def _check_numbers(df: pd.DataFrame, source: str) -> None:
     if (df["cost"] < 0).any():
         pos = _first((df["cost"] < 0).to_numpy())
         raise DataError(
-            f"{source}: {_row_label(df, pos)}: field 'cost' is {df['cost'].iloc[pos]}; "
-            "expected a cost >= 0"
+            f"{source}: {_row_label(df, pos)}: field 'cost' is {df['cost'].iloc[pos]}; expected a cost >= 0"
         )
 
 
@@ -196,9 +195,7 @@ class RoutingData:
         return USER_COLUMN in self.table.columns
 
     def validate(self) -> "RoutingData":
-        self.table = validate_table(
-            self.table, self.name, llms=self.llms.index, require_users=self.has_users
-        )
+        self.table = validate_table(self.table, self.name, llms=self.llms.index, require_users=self.has_users)
         missing_tasks = sorted(set(self.table["task"]) - set(self.tasks.index))
         if missing_tasks:
             raise DataError(

@@ -108,8 +108,7 @@ class TextEncoder:
                 self._local_path = candidate.resolve()
                 if not (self._local_path / "config.json").is_file():
                     raise ModelNotAvailableError(
-                        f"{self._local_path} is not a transformers model folder "
-                        "(it has no config.json)."
+                        f"{self._local_path} is not a transformers model folder (it has no config.json)."
                     )
         self._key = self._make_key()
         self.cache: EmbeddingCache | None = (
@@ -272,9 +271,7 @@ class TextEncoder:
     @staticmethod
     def _check_texts(texts: Sequence[str]) -> list[str]:
         if isinstance(texts, (str, bytes)):
-            raise TypeError(
-                "encode() takes a sequence of texts, not a single string: wrap it in a list"
-            )
+            raise TypeError("encode() takes a sequence of texts, not a single string: wrap it in a list")
         out = list(texts)
         for i, t in enumerate(out):
             if not isinstance(t, str):

@@ -74,15 +74,11 @@ def _assign_queries(
         elif assignment == "per_user":
             n = len(query_ids) if queries_per_user is None else int(queries_per_user)
             if not 0 < n <= len(query_ids):
-                raise DataError(
-                    f"users: queries_per_user={queries_per_user} must be in 1..{len(query_ids)}"
-                )
+                raise DataError(f"users: queries_per_user={queries_per_user} must be in 1..{len(query_ids)}")
             chosen = rng.choice(query_ids, size=n, replace=False)
             rows = base[base["query_id"].isin(set(chosen))]
         else:
-            raise DataError(
-                f"users: query_assignment={assignment!r}; expected 'shared' or 'per_user'"
-            )
+            raise DataError(f"users: query_assignment={assignment!r}; expected 'shared' or 'per_user'")
         part = rows.copy()
         part.insert(0, USER_COLUMN, u)
         parts.append(part)
@@ -106,23 +102,30 @@ class UserSimulator:
         raise NotImplementedError
 
     def rewards(
-        self, table: pd.DataFrame, profiles: pd.DataFrame, data: RoutingData,
+        self,
+        table: pd.DataFrame,
+        profiles: pd.DataFrame,
+        data: RoutingData,
         rng: np.random.Generator,
     ) -> np.ndarray:
         raise NotImplementedError
 
     def __call__(self, data: RoutingData) -> RoutingData:
         if data.has_users:
-            return RoutingData(with_reward(data.table), data.llms, data.tasks, data.name,
-                               {**data.meta, "users": "from data"})
+            return RoutingData(
+                with_reward(data.table), data.llms, data.tasks, data.name, {**data.meta, "users": "from data"}
+            )
         rng = np.random.default_rng(self.seed)
         profiles = self.user_profiles(rng, data)
         table = _assign_queries(
             data.table, list(profiles.index), self.query_assignment, self.queries_per_user, rng
         )
         table["reward"] = self.rewards(table, profiles, data, rng)
-        meta = {**data.meta, "users": type(self).__name__,
-                "user_profiles": profiles.reset_index().to_dict(orient="records")}
+        meta = {
+            **data.meta,
+            "users": type(self).__name__,
+            "user_profiles": profiles.reset_index().to_dict(orient="records"),
+        }
         return RoutingData(table, data.llms, data.tasks, data.name, meta)
 
 
@@ -186,8 +189,7 @@ class ArchetypeUsers(UserSimulator):
         for u in range(int(self.num_users)):
             kind = str(self.archetypes[u % len(self.archetypes)])
             base = float(rng.uniform(0.2, 1.0))
-            row = {"user_id": u, "archetype": kind, "preference": base, "family": "",
-                   "task_preferences": {}}
+            row = {"user_id": u, "archetype": kind, "preference": base, "family": "", "task_preferences": {}}
             if kind == "task_specialist":
                 row["task_preferences"] = {t: float(rng.beta(0.5, 0.5)) for t in tasks}
             elif kind == "family_loyal":

@@ -97,7 +97,9 @@ def _output_nodes(rg: RoutingGraph, seeds: torch.Tensor) -> tuple[dict, torch.Te
 
 
 def _node_feat(rg: RoutingGraph) -> dict:
-    return {nt: rg.graph.nodes[nt].data["feat"] for nt in rg.graph.ntypes if "feat" in rg.graph.nodes[nt].data}
+    return {
+        nt: rg.graph.nodes[nt].data["feat"] for nt in rg.graph.ntypes if "feat" in rg.graph.nodes[nt].data
+    }
 
 
 def full_neighbor_batch(rg: RoutingGraph, sample, num_layers: int) -> Batch:
@@ -162,5 +164,12 @@ class MaskedNeighborSampler:
         out, users = _output_nodes(rg, seeds.to(g.device))
         _, _, blocks = self.sampler.sample_blocks(g, out, exclude_eids=exclude)
         _copy_outcome_feats(blocks, g)
-        return _make_batch(rg, blocks, seeds.to(g.device), users, rg.edge_query[hidden_t],
-                           rg.edge_llm[hidden_t], self.node_feat)
+        return _make_batch(
+            rg,
+            blocks,
+            seeds.to(g.device),
+            users,
+            rg.edge_query[hidden_t],
+            rg.edge_llm[hidden_t],
+            self.node_feat,
+        )

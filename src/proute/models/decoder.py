@@ -2,8 +2,8 @@
 
 Every decoder returns **logits** (no sigmoid): the loss applies ``BCEWithLogitsLoss`` or a
 softmax over LLMs itself (the reference code applied a sigmoid and then BCEWithLogits, a
-double sigmoid: docs/DESIGN.md §4, flaw 3). With ``use_user=False`` (graphs without user nodes) the user term is
-dropped and ``h_user`` must be None.
+double sigmoid: docs/DESIGN.md §4, flaw 3). With ``use_user=False`` (graphs without user
+nodes) the user term is dropped and ``h_user`` must be None.
 
 Two call forms:
 
@@ -27,10 +27,16 @@ class PairDecoder(nn.Module):
         if self.use_user and h_user is None:
             raise ValueError(f"{type(self).__name__} uses a user term: pass h_user")
         if not self.use_user and h_user is not None:
-            raise ValueError(f"{type(self).__name__} was built without users (use_user=False): h_user must be None")
+            raise ValueError(
+                f"{type(self).__name__} was built without users (use_user=False): h_user must be None"
+            )
 
     def score_all(
-        self, h_query: torch.Tensor, h_llms: torch.Tensor, h_user: torch.Tensor | None = None, chunk: int = 4096
+        self,
+        h_query: torch.Tensor,
+        h_llms: torch.Tensor,
+        h_user: torch.Tensor | None = None,
+        chunk: int = 4096,
     ) -> torch.Tensor:
         """Logits ``[n, L]`` of each query (row) against every LLM (in chunks of rows)."""
         n, L = h_query.shape[0], h_llms.shape[0]
@@ -49,7 +55,14 @@ class MLPDecoder(PairDecoder):
     entries only with ``use_user``). The two products let a single hidden layer express
     query-LLM and user-LLM affinities (the user's preference for an LLM)."""
 
-    def __init__(self, dim: int, hidden: int | None = None, num_layers: int = 2, dropout: float = 0.1, use_user: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int | None = None,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        use_user: bool = True,
+    ):
         super().__init__()
         self.use_user = use_user
         hidden = hidden or dim
@@ -78,8 +91,12 @@ class MLPDecoder(PairDecoder):
         self._check_user(h_user)
         n, L = h_query.shape[0], h_llms.shape[0]
         step = max(1, chunk * 16)  # rows per chunk: bounds the [rows, L, hidden] tensor
-        outs = [self._score_all_rows(h_query[i : i + step], h_llms, None if h_user is None else h_user[i : i + step])
-                for i in range(0, n, step)]
+        outs = [
+            self._score_all_rows(
+                h_query[i : i + step], h_llms, None if h_user is None else h_user[i : i + step]
+            )
+            for i in range(0, n, step)
+        ]
         return torch.cat(outs, 0) if outs else h_query.new_zeros(0, L)
 
     def _score_all_rows(self, h_query, h_llms, h_user) -> torch.Tensor:

@@ -144,7 +144,9 @@ class HeteroGNN(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     # ------------------------------------------------------------------ inputs
-    def project(self, ntype: str, ids: torch.Tensor | None = None, feat: torch.Tensor | None = None) -> torch.Tensor:
+    def project(
+        self, ntype: str, ids: torch.Tensor | None = None, feat: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Layer-0 state of nodes of ``ntype``: the user embedding of user ids ``ids``, or
         the input projection of ``feat``."""
         if ntype == USER and self.user_features in ("learned", "onehot"):
@@ -176,7 +178,11 @@ class HeteroGNN(nn.Module):
 
     @staticmethod
     def _mod_kwargs(g) -> dict:
-        return {rel: {"efeat": g.edges[(s, rel, d)].data["feat"]} for s, rel, d in g.canonical_etypes if is_outcome(rel)}
+        return {
+            rel: {"efeat": g.edges[(s, rel, d)].data["feat"]}
+            for s, rel, d in g.canonical_etypes
+            if is_outcome(rel)
+        }
 
     def _combine(self, layer: int, nt: str, h_in: torch.Tensor, msg: torch.Tensor | None) -> torch.Tensor:
         z = self.self_lin[layer][nt](h_in)
@@ -196,7 +202,9 @@ class HeteroGNN(nn.Module):
         return {nt: self._combine(layer, nt, h[nt], msg.get(nt)) for nt in h}
 
     # ------------------------------------------------------------------ forward
-    def forward_with_states(self, g, text=None) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+    def forward_with_states(
+        self, g, text=None
+    ) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
         """``(h_final, states)``: ``states[l][ntype]`` is the input of layer ``l``
         (``text``: see :meth:`input_states`)."""
         self._check_graph(g)
@@ -221,7 +229,9 @@ class HeteroGNN(nn.Module):
             h = self.layer(layer, block, h)
         return h
 
-    def input_states_of(self, block, node_feat: Mapping[str, torch.Tensor], text=None) -> dict[str, torch.Tensor]:
+    def input_states_of(
+        self, block, node_feat: Mapping[str, torch.Tensor], text=None
+    ) -> dict[str, torch.Tensor]:
         """Layer-0 states of the source nodes of ``block`` (``block.srcdata[dgl.NID]``), with
         ``node_feat[ntype]`` the full graph's input features (``text``: see
         :meth:`input_states`; only the distinct texts of the block are projected)."""

@@ -337,7 +337,9 @@ CONVS: dict[str, ConvFamily] = {
     ),
     "gat": ConvFamily(
         context=lambda dim, num_heads: _gat_context(dim, num_heads, v2=False),
-        outcome=lambda dim, edge_dim, num_heads: EdgeGATConv(dim, _heads(dim, num_heads), num_heads, edge_dim),
+        outcome=lambda dim, edge_dim, num_heads: EdgeGATConv(
+            dim, _heads(dim, num_heads), num_heads, edge_dim
+        ),
         defaults={"num_heads": 2},
         doc="GATConv (Veličković et al., ICLR 2018); edge-aware GAT on outcome relations",
     ),
