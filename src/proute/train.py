@@ -46,6 +46,27 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
+def run_timing(history: list[dict], best_epoch: int, rg, data_seconds: float, train_seconds: float) -> dict:
+    """Speed and size of a run, from its per-epoch history (a resumed run's too)."""
+    epoch_s = [r["train/epoch_seconds"] + r["val/seconds"] for r in history]
+    return {
+        "data_seconds": data_seconds,
+        "train_seconds": train_seconds,
+        "epochs": len(history),
+        "best_epoch": best_epoch,
+        "seconds_per_epoch": float(sum(epoch_s) / max(1, len(history))),
+        "train_pairs_per_second": sum(r["train/pairs"] for r in history)
+        / max(1e-9, sum(r["train/epoch_seconds"] for r in history)),
+        "time_to_best_seconds": float(
+            sum(t for r, t in zip(history, epoch_s, strict=True) if r["epoch"] <= best_epoch)
+        ),
+        "peak_rss_mb": peak_rss_mb(),
+        "num_users": rg.num_users,
+        "num_query_nodes": rg.num_query_nodes,
+        "num_train_edges": rg.num_outcome_edges,
+    }
+
+
 def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
     """The routing graph of prepared data, with the ``graph/`` config's options."""
     from proute.graph import build_graph
@@ -129,25 +150,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             )
             for split in ("val", "test")
         }
-        timing = {
-            "data_seconds": data_seconds,
-            "train_seconds": train_seconds,
-            "epochs": len(history),
-            "best_epoch": trainer.best_epoch,
-            "seconds_per_epoch": train_seconds / max(1, len(history)),
-            "train_pairs_per_second": trainer.pairs_trained
-            / max(1e-9, sum(r["train/epoch_seconds"] for r in history)),
-            "time_to_best_seconds": sum(
-                r["train/epoch_seconds"] + r["val/seconds"]
-                for r in history
-                if r["epoch"] <= trainer.best_epoch
-            ),
-            "peak_rss_mb": peak_rss_mb(),
-            "num_users": rg.num_users,
-            "num_query_nodes": rg.num_query_nodes,
-            "num_train_edges": rg.num_outcome_edges,
-            **{f"data_{k}_seconds": v for k, v in prepared.timings.items()},
-        }
+        timing = run_timing(history, trainer.best_epoch, rg, data_seconds, train_seconds)
+        timing.update({f"data_{k}_seconds": v for k, v in prepared.timings.items()})
         report = write_run_report(run_dir, val, test, baselines, history, timing, n_params, logger)
         if cfg.export_router:
             from proute.router import PersonalizedRouter

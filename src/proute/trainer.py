@@ -33,18 +33,16 @@ Losses (``trainer.loss``, the registry :data:`LOSSES`):
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
-import shutil
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from proute.checkpoint import Checkpoint
 from proute.metrics import routing_metrics
 
 log = logging.getLogger(__name__)
@@ -137,80 +135,6 @@ def _dgl():
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + 7919 * (epoch + 1)) % (2**63 - 1)
-
-
-# ---------------------------------------------------------------------- checkpoints
-def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, scalars = {}, {}
-    for idx, per_param in state["state"].items():
-        for name, v in per_param.items():
-            if torch.is_tensor(v):
-                tensors[f"optim.{idx}.{name}"] = v.detach().cpu().contiguous()
-            else:
-                scalars[f"{idx}.{name}"] = v
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    for key, v in meta["scalars"].items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = v
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-class Checkpoint:
-    """The trainer's state after an epoch, in ``<dir>/checkpoint/`` (``state.safetensors``:
-    model, best-validation weights and optimizer tensors; ``trainer.json``: epoch, history,
-    early-stopping counters). Written to a temporary folder and renamed into place, so a
-    run killed while writing keeps the previous checkpoint."""
-
-    NAME = "checkpoint"
-
-    def __init__(self, run_dir: str | os.PathLike):
-        self.dir = Path(run_dir) / self.NAME
-
-    def exists(self) -> bool:
-        return (self.dir / "trainer.json").is_file() and (self.dir / "state.safetensors").is_file()
-
-    def save(self, model, opt, best_state, trainer_state: dict) -> None:
-        from safetensors.torch import save_file
-
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        if best_state is not None:
-            tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
-        opt_tensors, opt_meta = _flatten_optimizer(opt.state_dict())
-        tensors.update(opt_tensors)
-        self.dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir.with_name(f".{self.NAME}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "trainer.json").write_text(json.dumps({**trainer_state, "optimizer": opt_meta}, indent=1))
-        old = self.dir.with_name(f".{self.NAME}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.dir.exists():
-            self.dir.rename(old)
-        tmp.rename(self.dir)
-        shutil.rmtree(old, ignore_errors=True)
-
-    def load(self, model, opt) -> tuple[dict | None, dict]:
-        """Restore ``model`` and ``opt``; return ``(best_state, trainer_state)``."""
-        from safetensors.torch import load_file
-
-        try:
-            tensors = load_file(str(self.dir / "state.safetensors"))
-            meta = json.loads((self.dir / "trainer.json").read_text())
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem
-            raise ValueError(f"{self.dir}: unreadable checkpoint ({exc}); delete it to start over") from exc
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
-        opt.load_state_dict(_unflatten_optimizer(tensors, meta.pop("optimizer")))
-        return best, meta
 
 
 def query_text_inputs(rg) -> tuple[torch.Tensor, torch.Tensor]:
@@ -377,75 +301,69 @@ class Trainer:
         seed = int(generator.initial_seed() if seed is None else seed)
         self.prepare(model, rg, masking)
         opt = torch.optim.AdamW(model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        best_value, best_state, waited, start = -np.inf, None, 0, 0
         ckpt = Checkpoint(run_dir) if run_dir is not None else None
+        state = {"epoch": -1, "best_value": -np.inf, "waited": 0, "best_epoch": -1, "stopped": False}
+        best_state = None
         if resume and ckpt is not None and ckpt.exists():
-            best_state, st = ckpt.load(model, opt)
-            best_value, waited, self.best_epoch = st["best_value"], st["waited"], st["best_epoch"]
-            self.history, start = st["history"], st["epoch"] + 1
-            log.info("resumed from %s after epoch %d", ckpt.dir, st["epoch"])
-            if st.get("stopped"):
-                start = self.train_epoch
+            best_state, state = ckpt.load(model, opt)
+            self.history, self.best_epoch = state.pop("history"), state["best_epoch"]
+            log.info("resumed from %s after epoch %d", ckpt.dir, state["epoch"])
+        start = self.train_epoch if state["stopped"] else state["epoch"] + 1
         bar = tqdm(range(start, self.train_epoch), desc="epochs", disable=quiet, unit="epoch")
         for epoch in bar:
-            generator.manual_seed(_epoch_seed(seed, epoch))
-            torch.manual_seed(_epoch_seed(seed, epoch) + 1)
-            _dgl().seed((_epoch_seed(seed, epoch) + 2) % (2**31 - 1))
-            self.start_epoch(epoch)
-            t0 = time.perf_counter()
-            model.train()
-            losses = []
-            for _ in range(self.steps_per_epoch):
-                opt.zero_grad()
-                losses.append(self.train_step(model, rg, generator))
-                if self.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(self.grad_clip))
-                opt.step()
-            train_time = time.perf_counter() - t0
-            val = self.evaluate(model, rg, "val")["overall"]
-            record = {
-                "epoch": epoch,
-                "train/loss": float(np.mean(losses)),
-                "train/epoch_seconds": train_time,
-                "train/pairs": self.pairs_trained,
-                "val/seconds": time.perf_counter() - t0 - train_time,
-                **{f"val/{k}": v for k, v in val.items()},
-            }
-            self.history.append(record)
-            value = val[self.monitor]
-            if value > best_value + 1e-9:
-                best_value, best_state, waited = value, copy.deepcopy(model.state_dict()), 0
+            record = self._epoch(model, rg, opt, generator, seed, epoch)
+            value = record[f"val/{self.monitor}"]
+            if value > state["best_value"] + 1e-9:
+                best_state = copy.deepcopy(model.state_dict())
+                state.update(best_value=value, waited=0, best_epoch=epoch)
                 self.best_epoch = epoch
             else:
-                waited += 1
-            stop = waited >= self.patience
+                state["waited"] += 1
+            state.update(epoch=epoch, stopped=state["waited"] >= self.patience)
             if ckpt is not None:
-                ckpt.save(
-                    model,
-                    opt,
-                    best_state,
-                    {
-                        "epoch": epoch,
-                        "best_value": best_value,
-                        "waited": waited,
-                        "best_epoch": self.best_epoch,
-                        "history": self.history,
-                        "stopped": stop,
-                    },
-                )
+                ckpt.save(model, opt, best_state, {**state, "history": self.history})
             bar.set_postfix(
                 loss=f"{record['train/loss']:.4f}",
-                **{f"val_{self.monitor}": f"{value:.4f}"},
                 best=self.best_epoch,
+                **{f"val_{self.monitor}": f"{value:.4f}"},
             )
             if on_epoch is not None:
                 on_epoch(epoch, record)
-            if stop:
+            if state["stopped"]:
                 log.info("early stop at epoch %d (best %d)", epoch, self.best_epoch)
                 break
         if best_state is not None:
             model.load_state_dict(best_state)
         return self.history
+
+    def _epoch(self, model, rg, opt, generator, seed: int, epoch: int) -> dict:
+        """One epoch (its draws seeded from ``(seed, epoch)``) and its validation; the
+        epoch's record, also appended to :attr:`history`."""
+        generator.manual_seed(_epoch_seed(seed, epoch))
+        torch.manual_seed(_epoch_seed(seed, epoch) + 1)
+        _dgl().seed((_epoch_seed(seed, epoch) + 2) % (2**31 - 1))
+        self.start_epoch(epoch)
+        t0, pairs = time.perf_counter(), self.pairs_trained
+        model.train()
+        losses = []
+        for _ in range(self.steps_per_epoch):
+            opt.zero_grad()
+            losses.append(self.train_step(model, rg, generator))
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(self.grad_clip))
+            opt.step()
+        train_time = time.perf_counter() - t0
+        val = self.evaluate(model, rg, "val")["overall"]
+        record = {
+            "epoch": epoch,
+            "train/loss": float(np.mean(losses)),
+            "train/epoch_seconds": train_time,
+            "train/pairs": self.pairs_trained - pairs,
+            "val/seconds": time.perf_counter() - t0 - train_time,
+            **{f"val/{k}": v for k, v in val.items()},
+        }
+        self.history.append(record)
+        return record
 
 
 class MiniBatchTrainer(Trainer):
