@@ -293,11 +293,22 @@ class Trainer:
         ``run_dir``: write a checkpoint there after every epoch; ``resume=True`` continues
         from it when it exists.
         """
+        if not self.deterministic:
+            return self._fit(model, rg, masking, generator, on_epoch, quiet, run_dir, resume, seed)
+        # One thread and deterministic kernels: the summation order of every reduction is
+        # fixed, so the same seed gives the same numbers run after run. Restored afterwards.
+        threads, was = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(1)
+        try:
+            return self._fit(model, rg, masking, generator, on_epoch, quiet, run_dir, resume, seed)
+        finally:
+            torch.use_deterministic_algorithms(was)
+            torch.set_num_threads(threads)
+
+    def _fit(self, model, rg, masking, generator, on_epoch, quiet, run_dir, resume, seed):
         from tqdm.auto import tqdm
 
-        if self.deterministic:
-            torch.use_deterministic_algorithms(True)
-            torch.set_num_threads(1)
         seed = int(generator.initial_seed() if seed is None else seed)
         self.prepare(model, rg, masking)
         opt = torch.optim.AdamW(model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
