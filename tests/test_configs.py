@@ -97,9 +97,12 @@ def test_every_option_composes_and_its_targets_import(group, option):
     composed = OmegaConf.to_container(cfg, resolve=False)
     part = composed if is_global(group, option) else composed[group]
     assert_contains(part, own_values(group, option), "" if is_global(group, option) else group)
+    own = own_values(group, option) if is_global(group, option) else {}
     for other_group, other_option in overrides_in(group, option).items():
         alone = compose("train", [f"{other_group}={other_option}"])
-        assert cfg[other_group] == alone[other_group], f"override /{other_group} did not apply"
+        # the chosen option, with whatever the preset itself sets inside that group
+        expected = OmegaConf.merge(alone[other_group], own.get(other_group) or {})
+        assert cfg[other_group] == expected, f"override /{other_group} did not apply"
     scope = cfg if is_global(group, option) else cfg[group]
     found = list(target_nodes(scope, "" if is_global(group, option) else group))
     for path, node in found:
@@ -114,7 +117,8 @@ def test_every_option_composes_and_its_targets_import(group, option):
 def test_global_options_set_only_keys_the_train_config_has(group, option):
     """A preset or the debug config that sets a key the train config does not have (a typo,
     a renamed group) would add a new key silently instead of changing a setting."""
-    base = OmegaConf.to_container(compose("train"), resolve=False)
+    chosen = [f"{g}={o}" for g, o in overrides_in(group, option).items()]  # its own group choices
+    base = OmegaConf.to_container(compose("train", chosen), resolve=False)
 
     def walk(values: dict, node: dict, where: str):
         for key, value in values.items():
