@@ -10,9 +10,10 @@
 3. routing latency: one query through the exported-router path (cached context, no graph
    pass) vs one full-graph forward, and the throughput of a batch of 256;
 4. scaling: ``experiment=scale`` (simulated users each asking 2,000 of the bundled queries)
-   for a growing number of users, one epoch in each mode, in a subprocess each with a 22 GiB
-   address-space limit (a point that does not fit is reported as such); the log-log slopes
-   of time and peak memory against train edges, and a plot.
+   for a growing number of users: per point one subprocess (22 GiB address-space limit)
+   prepares the data and graph once and trains one epoch in each mode (a mode that does not
+   fit is reported as such); the log-log slopes of time and peak memory against train
+   edges, and a plot.
 
 Writes ``<out>/bench.json`` and ``<out>/scaling.png`` and prints the tables.
 """
@@ -161,29 +162,111 @@ def slope(x, y) -> float:
     return float(np.polyfit(x, y, 1)[0]) if len(x) >= 2 else float("nan")
 
 
+def scale_child(users: int, queries_per_user: int, out: Path) -> None:
+    """One scaling point, in its own process: prepare the data and graph once, then one
+    epoch (with its validation pass) in each mode, mini-batch first; peak RSS is read after
+    each mode (it only grows, so the full-graph figure includes the data's share)."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT, MEM_LIMIT))
+    import torch
+    from hydra.utils import instantiate
+
+    from proute.config import compose
+    from proute.data.pipeline import prepare_from_config
+    from proute.train import build_graph_from, peak_rss_mb
+
+    base = [
+        "experiment=scale",
+        f"users.num_users={users}",
+        f"users.queries_per_user={queries_per_user}",
+        "logger=none",
+        "train_epoch=1",
+        "quiet=true",
+    ]
+    t = time.perf_counter()
+    cfg = compose("train", base)
+    prepared = prepare_from_config(cfg)
+    rg = build_graph_from(prepared, cfg.graph)
+    res: dict = {
+        "users": users,
+        "num_query_nodes": rg.num_query_nodes,
+        "num_train_edges": rg.num_outcome_edges,
+        "data_seconds": time.perf_counter() - t,
+        "data_peak_rss_mb": peak_rss_mb(),
+    }
+    del prepared
+    for mode in ("minibatch", "default"):
+        try:
+            c = compose("train", [*base, f"trainer={mode}"])
+            torch.manual_seed(0)
+            model = instantiate(c.model)(rg)
+            trainer = instantiate(c.trainer)
+            trainer.fit(model, rg, instantiate(c.masking), torch.Generator().manual_seed(0), quiet=True)
+            h = trainer.history[-1]
+            res[mode] = {
+                "ok": True,
+                "seconds_per_epoch": h["train/epoch_seconds"] + h["val/seconds"],
+                "train_seconds": h["train/epoch_seconds"],
+                "val_seconds": h["val/seconds"],
+                "pairs_per_second": h["train/pairs"] / h["train/epoch_seconds"],
+                "peak_rss_mb": peak_rss_mb(),
+                "val_reward": h["val/reward"],
+            }
+        except Exception as exc:  # noqa: BLE001 - a point that does not fit is a result
+            res[mode] = {
+                "ok": False,
+                "error": f"{type(exc).__name__}: {str(exc)[:200]}",
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        out.write_text(json.dumps(res))
+
+
 def bench_scale(args) -> dict:
-    print("\n== 4. scaling: experiment=scale, one epoch per point")
+    print(f"\n== 4. scaling: experiment=scale ({args.queries_per_user} queries per user), one epoch per mode")
     rows = []
     for users in args.scale_users:
-        for mode in ("minibatch", "default"):
-            ov = [
-                "experiment=scale",
-                f"users.num_users={users}",
-                f"trainer={mode}",
-                "train_epoch=1",
-                f"users.queries_per_user={args.queries_per_user}",
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "point.json"
+            cmd = [
+                sys.executable,
+                __file__,
+                "--scale-child",
+                str(users),
+                "--queries-per-user",
+                str(args.queries_per_user),
+                "--child-out",
+                str(out),
             ]
-            r = train_run(ov, limit=MEM_LIMIT)
-            row = {"users": users, "mode": mode, **r}
-            rows.append(row)
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            point = json.loads(out.read_text()) if out.exists() else {"users": users}
+        if proc.returncode != 0 and "default" not in point:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+            point.setdefault("default", {"ok": False, "error": f"process died: {tail[0][:200]}"})
+            point.setdefault("minibatch", {"ok": False, "error": f"process died: {tail[0][:200]}"})
+        print(
+            f"{users:>5} users: {point.get('num_query_nodes', 0):>9,} query nodes, "
+            f"{point.get('num_train_edges', 0):>11,} train edges, data + graph "
+            f"{point.get('data_seconds', float('nan')):.0f} s"
+        )
+        for mode in ("minibatch", "default"):
+            r = point.get(mode, {"ok": False, "error": "not run"})
             if r["ok"]:
                 print(
-                    f"{users:>5} users {mode:>9}: {r['num_query_nodes']:>9,} query nodes, "
-                    f"{r['num_train_edges']:>11,} train edges, {r['seconds_per_epoch']:8.1f} s/epoch, "
-                    f"{r['train_pairs_per_second']:>9,.0f} pairs/s, peak RSS {r['peak_rss_mb']:>7,.0f} MiB"
+                    f"      {mode:>9}: {r['seconds_per_epoch']:8.1f} s/epoch "
+                    f"({r['train_seconds']:.1f} train + {r['val_seconds']:.1f} val), "
+                    f"{r['pairs_per_second']:>9,.0f} pairs/s, peak RSS "
+                    f"{r['peak_rss_mb']:>7,.0f} MiB"
                 )
             else:
-                print(f"{users:>5} users {mode:>9}: does not fit / failed: {r['error']}")
+                print(f"      {mode:>9}: does not fit / failed: {r['error']}")
+            rows.append(
+                {
+                    "users": users,
+                    "mode": mode,
+                    "num_query_nodes": point.get("num_query_nodes"),
+                    "num_train_edges": point.get("num_train_edges"),
+                    **r,
+                }
+            )
     fits = {}
     for mode in ("minibatch", "default"):
         ok = [r for r in rows if r["mode"] == mode and r["ok"]]
@@ -194,7 +277,7 @@ def bench_scale(args) -> dict:
                 "memory_slope": slope(e, [r["peak_rss_mb"] for r in ok]),
             }
             print(
-                f"{mode:>9}: log-log slope vs edges: time {fits[mode]['time_slope']:.2f}, "
+                f"{mode:>9}: log-log slope against edges: time {fits[mode]['time_slope']:.2f}, "
                 f"peak memory {fits[mode]['memory_slope']:.2f}"
             )
     return {"points": rows, "slopes": fits}
@@ -240,7 +323,11 @@ def main() -> None:
     )
     parser.add_argument("--queries-per-user", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "bench")
+    parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.scale_child is not None:
+        return scale_child(args.scale_child, args.queries_per_user, args.child_out)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
