@@ -72,7 +72,7 @@ def test_targets_are_hidden_train_edges(rg, cls):
 
 def test_query_masking_hides_whole_nodes(rg):
     ms = QueryMasking(0.3).sample(rg, _gen(1))
-    nodes = ms.query_nodes
+    nodes = ms.masked_nodes
     n_train = len(rg.nodes_of("train"))
     assert len(nodes) == round(0.3 * n_train)
     # every outcome edge of a masked node is a target, no other edge is
@@ -98,22 +98,22 @@ def test_random_edge_masking_keeps_context(rg):
     assert ms.num_targets == round(0.3 * rg.num_outcome_edges)
     assert ms.graph.num_edges("asked_by") == rg.graph.num_edges("asked_by")
     assert ms.graph.num_edges("belongs_to") == rg.graph.num_edges("belongs_to")
-    assert set(ms.query_nodes.tolist()) == set(ms.target_query.tolist())
+    assert set(ms.masked_nodes.tolist()) == set(ms.target_query.tolist())
 
 
 def test_user_balanced_equal_counts(rg):
     for seed in range(3):
         ms = UserBalancedMasking(0.3).sample(rg, _gen(seed))
-        per_user = torch.bincount(rg.query_user[ms.query_nodes], minlength=rg.num_users)
+        per_user = torch.bincount(rg.query_user[ms.masked_nodes], minlength=rg.num_users)
         assert (per_user == per_user[0]).all() and per_user[0] > 0
         per_train = torch.bincount(rg.query_user[rg.nodes_of("train")], minlength=rg.num_users)
         assert per_user[0] == round(0.3 * float(per_train.double().median()))
     ms = UserBalancedMasking(per_user=5).sample(rg, _gen())
-    assert torch.bincount(rg.query_user[ms.query_nodes]).tolist() == [5, 5, 5]
+    assert torch.bincount(rg.query_user[ms.masked_nodes]).tolist() == [5, 5, 5]
     # a user never loses all its train queries
     ms = UserBalancedMasking(per_user=10_000).sample(rg, _gen())
     assert torch.equal(
-        torch.bincount(rg.query_user[ms.query_nodes]),
+        torch.bincount(rg.query_user[ms.masked_nodes]),
         torch.bincount(rg.query_user[rg.nodes_of("train")]) - 1,
     )
 
@@ -124,11 +124,11 @@ def test_cold_start(rg):
     cold = int(ms.users[0])
     train = rg.nodes_of("train")
     cold_nodes = train[rg.query_user[train] == cold]
-    assert torch.isin(cold_nodes, ms.query_nodes).all()
+    assert torch.isin(cold_nodes, ms.masked_nodes).all()
     g = ms.graph
     assert g.in_degrees(cold, etype="asked_by") == 0
     warm = train[rg.query_user[train] != cold]
-    n_warm_masked = int(torch.isin(warm, ms.query_nodes).sum())
+    n_warm_masked = int(torch.isin(warm, ms.masked_nodes).sum())
     assert n_warm_masked == round(0.3 * len(warm))
 
 

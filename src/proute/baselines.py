@@ -1,6 +1,6 @@
 """Baseline routers: the same interface as the GNN router, one registry.
 
-A router is fitted on the training rows and gives ``score(query_nodes) -> [n, num_llms]``
+A router is fitted on the training rows and gives ``score(pairs) -> [n, num_llms]``
 for a frame of (user, query) rows (columns ``user_id``, ``query_id``, ``task``); the
 evaluation in :mod:`proute.metrics` treats every router alike.
 
@@ -33,7 +33,7 @@ class BaselineRouter:
     def fit(self, train: pd.DataFrame) -> "BaselineRouter":
         return self
 
-    def score(self, query_nodes: pd.DataFrame) -> np.ndarray:
+    def score(self, pairs: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
     def _mean_reward(self, train: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -48,9 +48,9 @@ class RandomRouter(BaselineRouter):
         super().__init__(llm_names)
         self.seed = seed
 
-    def score(self, query_nodes):
+    def score(self, pairs):
         rng = np.random.default_rng(self.seed)
-        return rng.random((len(query_nodes), len(self.llm_names)))
+        return rng.random((len(pairs), len(self.llm_names)))
 
 
 class BestLLMRouter(BaselineRouter):
@@ -60,9 +60,9 @@ class BestLLMRouter(BaselineRouter):
         self.table_ = train.groupby("llm")["reward"].mean().reindex(self.llm_names)
         return self
 
-    def score(self, query_nodes):
+    def score(self, pairs):
         row = self.table_.fillna(-np.inf).to_numpy(dtype=float)
-        return np.tile(row, (len(query_nodes), 1))
+        return np.tile(row, (len(pairs), 1))
 
 
 class PerUserRouter(BaselineRouter):
@@ -73,9 +73,9 @@ class PerUserRouter(BaselineRouter):
         self.table_ = self._mean_reward(train, [USER_COLUMN])
         return self
 
-    def score(self, query_nodes):
-        scores = self.table_.reindex(query_nodes[USER_COLUMN].to_numpy()).to_numpy(dtype=float)
-        fallback = np.tile(self.global_.to_numpy(dtype=float), (len(query_nodes), 1))
+    def score(self, pairs):
+        scores = self.table_.reindex(pairs[USER_COLUMN].to_numpy()).to_numpy(dtype=float)
+        fallback = np.tile(self.global_.to_numpy(dtype=float), (len(pairs), 1))
         return np.where(np.isnan(scores), fallback, scores)
 
 
@@ -87,10 +87,10 @@ class PerUserTaskRouter(PerUserRouter):
         self.task_table_ = self._mean_reward(train, [USER_COLUMN, "task"])
         return self
 
-    def score(self, query_nodes):
-        key = pd.MultiIndex.from_arrays([query_nodes[USER_COLUMN].to_numpy(), query_nodes["task"].to_numpy()])
+    def score(self, pairs):
+        key = pd.MultiIndex.from_arrays([pairs[USER_COLUMN].to_numpy(), pairs["task"].to_numpy()])
         scores = self.task_table_.reindex(key).to_numpy(dtype=float)
-        return np.where(np.isnan(scores), super().score(query_nodes), scores)
+        return np.where(np.isnan(scores), super().score(pairs), scores)
 
 
 BASELINES: dict[str, type[BaselineRouter]] = {
@@ -100,15 +100,15 @@ BASELINES: dict[str, type[BaselineRouter]] = {
 
 def evaluate_baselines(
     train: pd.DataFrame,
-    query_nodes: pd.DataFrame,
+    pairs: pd.DataFrame,
     dense: dict[str, np.ndarray],
     llm_names: Sequence[str],
     names: Sequence[str] = tuple(BASELINES),
 ) -> dict[str, dict]:
-    """Fit each named baseline on ``train`` and evaluate it on ``query_nodes``.
+    """Fit each named baseline on ``train`` and evaluate it on ``pairs``.
 
     ``dense`` holds ``reward``, ``performance``, ``cost`` and ``observed`` matrices
-    row-aligned with ``query_nodes``.
+    row-aligned with ``pairs``.
     """
     from proute.metrics import routing_metrics
 
@@ -116,12 +116,12 @@ def evaluate_baselines(
     for name in names:
         router = BASELINES[name](llm_names).fit(train)
         out[name] = routing_metrics(
-            router.score(query_nodes),
+            router.score(pairs),
             dense["reward"],
             dense["performance"],
             dense["cost"],
             dense["observed"],
-            query_nodes,
+            pairs,
             list(llm_names),
         )
     return out

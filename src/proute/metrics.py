@@ -68,13 +68,13 @@ def routing_metrics(
     performance: np.ndarray,
     cost: np.ndarray,
     observed: np.ndarray,
-    query_nodes: pd.DataFrame,
+    pairs: pd.DataFrame,
     llm_names: list[str],
     atol: float = 1e-9,
 ) -> dict[str, Any]:
     """Metrics for a block of (user, query) rows.
 
-    All arrays are ``[n, num_llms]``, row-aligned with ``query_nodes`` (columns
+    All arrays are ``[n, num_llms]``, row-aligned with ``pairs`` (columns
     ``user_id``, ``query_id``, ``task``; optional ``new_user``). Rows with no observed LLM
     are skipped. Returns ``{"overall": {...}, "per_user": {...}, "per_task": {...}}`` and a
     ``picks`` DataFrame (one row per (user, query) with the chosen LLM) for analysis.
@@ -84,7 +84,7 @@ def routing_metrics(
     keep = observed.any(axis=1)
     scores, reward, observed = scores[keep], reward[keep], observed[keep]
     performance, cost = np.asarray(performance, float)[keep], np.asarray(cost, float)[keep]
-    nodes = query_nodes.loc[keep].reset_index(drop=True)
+    nodes = pairs.loc[keep].reset_index(drop=True)
 
     rows = np.arange(len(scores))
     choice = picks(scores, observed)

@@ -55,7 +55,7 @@ class MaskSample:
     directions, and for fully masked query nodes their ``asked_by``/``belongs_to`` edges).
     ``target_query``, ``target_llm``, ``target_edge``: the hidden pairs (query node id, LLM
     index) and their outcome edge ids in ``rg.graph`` (sorted by edge id, i.e. by query node
-    then LLM). ``query_nodes``: sorted query nodes with at least one hidden edge.
+    then LLM). ``masked_nodes``: sorted query nodes with at least one hidden edge.
     ``users``: the cold-start users (:class:`ColdStartMasking` only, else None).
     All tensors are on the device of ``rg``.
     """
@@ -64,7 +64,7 @@ class MaskSample:
     target_query: torch.Tensor
     target_llm: torch.Tensor
     target_edge: torch.Tensor
-    query_nodes: torch.Tensor
+    masked_nodes: torch.Tensor
     users: torch.Tensor | None = None
 
     @property
@@ -195,7 +195,7 @@ def _make_sample(rg, idx: _MaskIndex, hidden: np.ndarray, masked_nodes, users) -
         target_query=_t(tq, device),
         target_llm=rg.edge_llm[hidden_t.to(rg.edge_llm.device)].to(device),
         target_edge=hidden_t,
-        query_nodes=_t(np.flatnonzero(node_mask), device),
+        masked_nodes=_t(np.flatnonzero(node_mask), device),
         users=None if users is None else _t(users, device),
     )
 

@@ -104,7 +104,7 @@ def _node_feat(rg: RoutingGraph) -> dict:
 
 def full_neighbor_batch(rg: RoutingGraph, sample, num_layers: int) -> Batch:
     """Blocks with full neighbourhoods on a mask sample's graph, for its hidden pairs."""
-    seeds = sample.query_nodes
+    seeds = sample.masked_nodes
     out, users = _output_nodes(rg, seeds)
     sampler = dgl.dataloading.MultiLayerFullNeighborSampler(num_layers)
     _, _, blocks = sampler.sample_blocks(sample.graph, out)
@@ -112,12 +112,12 @@ def full_neighbor_batch(rg: RoutingGraph, sample, num_layers: int) -> Batch:
     return _make_batch(rg, blocks, seeds, users, sample.target_query, sample.target_llm, _node_feat(rg))
 
 
-def full_neighbor_blocks(rg: RoutingGraph, query_nodes: torch.Tensor, num_layers: int):
+def full_neighbor_blocks(rg: RoutingGraph, nodes: torch.Tensor, num_layers: int):
     """``(blocks, node_feat, query_pos, users)``: full-neighbourhood blocks of ``rg.graph``
-    whose outputs are the sorted unique ``query_nodes`` (row ``query_pos[i]`` is
-    ``query_nodes[i]``), their ``users`` (sorted) and every LLM — what scoring held-out query
+    whose outputs are the sorted unique ``nodes`` (row ``query_pos[i]`` is
+    ``nodes[i]``), their ``users`` (sorted) and every LLM — what scoring held-out query
     nodes needs, exactly as a full-graph forward computes it."""
-    seeds, query_pos = torch.unique(query_nodes, return_inverse=True)
+    seeds, query_pos = torch.unique(nodes, return_inverse=True)
     out, users = _output_nodes(rg, seeds)
     _, _, blocks = dgl.dataloading.MultiLayerFullNeighborSampler(num_layers).sample_blocks(rg.graph, out)
     _copy_outcome_feats(blocks, rg.graph)

@@ -108,16 +108,16 @@ class PersonalizedRouterModel(nn.Module):
             raise ValueError("this model has user nodes: pass the user index of each query")
         return h["user"][user_idx]
 
-    def score_pairs(self, h, query_nodes, llm_idx, user_idx_of_query=None) -> torch.Tensor:
-        """Logits ``[n]`` of the pairs (``query_nodes[i]``, ``llm_idx[i]``);
-        ``user_idx_of_query[i]`` is the user of ``query_nodes[i]`` (e.g.
-        ``rg.query_user[query_nodes]``; ignored without user nodes).
+    def score_pairs(self, h, nodes, llm_idx, user_idx_of_query=None) -> torch.Tensor:
+        """Logits ``[n]`` of the pairs (``nodes[i]``, ``llm_idx[i]``);
+        ``user_idx_of_query[i]`` is the user of ``nodes[i]`` (e.g.
+        ``rg.query_user[nodes]``; ignored without user nodes).
 
         When the pairs cover most LLMs of their query nodes (query masking hides them all),
         the nodes are scored against every LLM at once (:meth:`score_all`, the decoder's
         fast path) and the pairs picked from that."""
-        uq, inv = torch.unique(query_nodes, return_inverse=True)
-        if uq.numel() * h["llm"].shape[0] <= 1.5 * query_nodes.numel():
+        uq, inv = torch.unique(nodes, return_inverse=True)
+        if uq.numel() * h["llm"].shape[0] <= 1.5 * nodes.numel():
             users = None
             if self.has_users:
                 if user_idx_of_query is None:
@@ -125,12 +125,12 @@ class PersonalizedRouterModel(nn.Module):
                 at = torch.zeros_like(uq).scatter_(0, inv, torch.arange(inv.numel(), device=inv.device))
                 users = user_idx_of_query[at]  # every pair of a node has the node's user
             return self.score_all(h, uq, users)[inv, llm_idx]
-        hq = h["query"][query_nodes]
+        hq = h["query"][nodes]
         return self.decoder(hq, h["llm"][llm_idx], self._user(h, user_idx_of_query))
 
-    def score_all(self, h, query_nodes, user_idx=None) -> torch.Tensor:
+    def score_all(self, h, nodes, user_idx=None) -> torch.Tensor:
         """Logits ``[n, num_llms]`` of each query node against every LLM."""
-        return self.decoder.score_all(h["query"][query_nodes], h["llm"], self._user(h, user_idx))
+        return self.decoder.score_all(h["query"][nodes], h["llm"], self._user(h, user_idx))
 
     def score_new(self, states_cache, query_feat, user_idx=None, task_idx=None) -> torch.Tensor:
         """Logits ``[n, num_llms]`` for unobserved queries from a :class:`ContextCache` (or
