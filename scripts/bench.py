@@ -79,7 +79,7 @@ def bench_training(args) -> dict:
     print("\n== 1. training on the default data (default config, seed 42)")
     out = {}
     for mode in ("default", "minibatch"):
-        r = train_run([f"trainer={mode}"])
+        r = train_run([f"trainer={mode}", *args.override])
         out[mode] = r
         if not r["ok"]:
             print(f"{mode:>10}: failed: {r['error']}")
@@ -102,13 +102,13 @@ def bench_steps_and_routing(args) -> dict:
     from proute.train import build_graph_from
     from proute.trainer import Trainer
 
-    cfg = compose("train", ["logger=none"])
+    cfg = compose("train", ["logger=none", *args.override])
     prepared = prepare_from_config(cfg)
     rg = build_graph_from(prepared, cfg.graph)
     out: dict = {"steps": {}, "routing": {}}
     print(f"\n== 2. one training step (forward + backward on one masked sample), {rg}")
     for conv in ("graphconv", "sage", "gat", "gatv2"):
-        c = compose("train", ["logger=none", f"model={conv}"])
+        c = compose("train", ["logger=none", f"model={conv}", *args.override])
         model = instantiate(c.model)(rg)
         trainer = instantiate(c.trainer)
         trainer.prepare(model, rg, instantiate(c.masking))
@@ -162,7 +162,7 @@ def slope(x, y) -> float:
     return float(np.polyfit(x, y, 1)[0]) if len(x) >= 2 else float("nan")
 
 
-def scale_child(users: int, queries_per_user: int, out: Path) -> None:
+def scale_child(users: int, queries_per_user: int, out: Path, extra: list[str]) -> None:
     """One scaling point, in its own process: prepare the data and graph once, then one
     epoch (with its validation pass) in each mode, mini-batch first; peak RSS is read after
     each mode (it only grows, so the full-graph figure includes the data's share)."""
@@ -181,6 +181,7 @@ def scale_child(users: int, queries_per_user: int, out: Path) -> None:
         "logger=none",
         "train_epoch=1",
         "quiet=true",
+        *extra,
     ]
     t = time.perf_counter()
     cfg = compose("train", base)
@@ -235,6 +236,7 @@ def bench_scale(args) -> dict:
                 str(args.queries_per_user),
                 "--child-out",
                 str(out),
+                *(f"--override={o}" for o in args.override),
             ]
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             point = json.loads(out.read_text()) if out.exists() else {"users": users}
@@ -323,11 +325,17 @@ def main() -> None:
     )
     parser.add_argument("--queries-per-user", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "bench")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="a Hydra override for every run (repeatable), e.g. paths.data_dir=...",
+    )
     parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scale_child is not None:
-        return scale_child(args.scale_child, args.queries_per_user, args.child_out)
+        return scale_child(args.scale_child, args.queries_per_user, args.child_out, args.override)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 

@@ -99,3 +99,42 @@ def test_report_latest_picks_the_newest_finished_run(trained_run, tmp_path):
     assert "2026-01-01_00-00-00" in out.stdout
     out = report("--latest", str(tmp_path / "x"))
     assert out.returncode != 0 and "no finished run" in out.stderr
+
+
+@pytest.mark.slow
+def test_bench_script_runs_and_writes_its_results(tmp_path, cache_dir):
+    """scripts/bench.py end to end on the fixtures: every section prints its numbers and the
+    JSON and plot are written (the numbers themselves are not asserted)."""
+    fixtures = [
+        f"--override=paths.data_dir={ROOT / 'tests' / 'data'}",
+        f"--override=paths.cache_dir={cache_dir}",
+        "--override=text_encoder.show_progress=false",
+        "--override=train_epoch=2",
+    ]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/bench.py",
+            "--repeats",
+            "1",
+            "--scale-users",
+            "2,3",
+            "--queries-per-user",
+            "5",
+            "--out",
+            str(tmp_path),
+            *fixtures,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for section in ("== 1. training", "== 2. one training step", "== 3. routing latency", "== 4. scaling"):
+        assert section in proc.stdout
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["training"]["default"]["ok"] and result["training"]["minibatch"]["ok"]
+    assert {p["users"] for p in result["scale"]["points"]} == {2, 3}
+    assert all(p["ok"] for p in result["scale"]["points"])
+    assert (tmp_path / "scaling.png").stat().st_size > 0
