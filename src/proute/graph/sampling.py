@@ -36,6 +36,11 @@ from proute.schema import LLM, QUERY, QUERY_SENDER_RELATIONS, USER, is_outcome
 
 dgl = import_dgl()
 
+# DGL's fused sampler (used with more than one thread) orders a block's neighbours
+# differently from run to run, so the same seed gave different losses on two threads;
+# the unfused one is deterministic.
+SAMPLER_FUSED = False
+
 
 @dataclass
 class Batch:
@@ -106,7 +111,7 @@ def full_neighbor_batch(rg: RoutingGraph, sample, num_layers: int) -> Batch:
     """Blocks with full neighbourhoods on a mask sample's graph, for its hidden pairs."""
     seeds = sample.masked_nodes
     out, users = _output_nodes(rg, seeds)
-    sampler = dgl.dataloading.MultiLayerFullNeighborSampler(num_layers)
+    sampler = dgl.dataloading.MultiLayerFullNeighborSampler(num_layers, fused=SAMPLER_FUSED)
     _, _, blocks = sampler.sample_blocks(sample.graph, out)
     _copy_outcome_feats(blocks, sample.graph)
     return _make_batch(rg, blocks, seeds, users, sample.target_query, sample.target_llm, _node_feat(rg))
@@ -119,7 +124,9 @@ def full_neighbor_blocks(rg: RoutingGraph, nodes: torch.Tensor, num_layers: int)
     nodes needs, exactly as a full-graph forward computes it."""
     seeds, query_pos = torch.unique(nodes, return_inverse=True)
     out, users = _output_nodes(rg, seeds)
-    _, _, blocks = dgl.dataloading.MultiLayerFullNeighborSampler(num_layers).sample_blocks(rg.graph, out)
+    _, _, blocks = dgl.dataloading.MultiLayerFullNeighborSampler(
+        num_layers, fused=SAMPLER_FUSED
+    ).sample_blocks(rg.graph, out)
     _copy_outcome_feats(blocks, rg.graph)
     return blocks, _node_feat(rg), query_pos, users
 
@@ -131,7 +138,9 @@ class MaskedNeighborSampler:
         g = rg.graph
         self.rg, self.g = rg, g
         self.etypes = list(g.canonical_etypes)
-        self.sampler = dgl.dataloading.NeighborSampler(_fanout_dicts(fanouts, self.etypes, num_layers))
+        self.sampler = dgl.dataloading.NeighborSampler(
+            _fanout_dicts(fanouts, self.etypes, num_layers), fused=SAMPLER_FUSED
+        )
         eq = rg.edge_query.cpu().numpy()
         counts = np.bincount(eq, minlength=rg.num_query_nodes)
         self.ptr = np.concatenate([[0], np.cumsum(counts)])  # outcome edges of node n: ptr[n]:ptr[n+1]
