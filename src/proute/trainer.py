@@ -221,9 +221,7 @@ class Trainer:
         model.eval()
         nodes = rg.pair_node[rg.pairs_of(split)]
         blocks, node_feat, pos, users = full_neighbor_blocks(rg, nodes, model.gnn.num_layers)
-        h = model.gnn.forward_blocks(
-            blocks, model.gnn.input_states_of(blocks[0], node_feat, query_text_inputs(rg))
-        )
+        h = model.gnn.forward_blocks(blocks, node_feat, query_text_inputs(rg))
         user_pos = torch.searchsorted(users, rg.query_user[nodes]) if users is not None else None
         return model.score_all(h, pos, user_pos).float().cpu().numpy()
 
@@ -261,10 +259,10 @@ class Trainer:
         total = 0.0
         for _ in range(self.batch_size):
             batch = self.next_batch(rg, generator)
-            h0 = model.gnn.input_states_of(batch.blocks[0], batch.node_feat, query_text_inputs(rg))
-            h = model.gnn.forward_blocks(batch.blocks, h0)
+            h = model.gnn.forward_blocks(batch.blocks, batch.node_feat, query_text_inputs(rg))
             q, l = batch.target_query, batch.target_llm  # ids in rg; rows of h via *_pos
-            logits = model.score_pairs(h, batch.target_pos, batch.target_llm_pos, batch.target_user_pos)
+            # every LLM is an output, in id order: an LLM's row is its id
+            logits = model.score_pairs(h, batch.target_pos, l, batch.target_user_pos)
             loss = self.loss(logits, rg, q, l)
             (loss / self.batch_size).backward()
             total += float(loss)

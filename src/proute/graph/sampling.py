@@ -47,7 +47,7 @@ class Batch:
     """One sampled mini-batch: ``blocks`` (first layer first), the graph's input features
     ``node_feat``, the hidden pairs (``target_query``, ``target_llm``: ids in the routing
     graph) and their rows in the last block's outputs (``target_pos`` query, ``target_user_pos``
-    user, ``target_llm_pos`` LLM)."""
+    user; every LLM is an output in id order, so an LLM's row is its id)."""
 
     blocks: list
     node_feat: dict
@@ -55,7 +55,6 @@ class Batch:
     target_llm: torch.Tensor
     target_pos: torch.Tensor
     target_user_pos: torch.Tensor | None
-    target_llm_pos: torch.Tensor
 
 
 def _fanout_dicts(fanouts, etypes: Sequence[tuple], num_layers: int) -> list[dict]:
@@ -89,7 +88,7 @@ def _make_batch(rg: RoutingGraph, blocks, seeds: torch.Tensor, users, hidden_q, 
     pos = torch.empty(rg.num_query_nodes, dtype=torch.int64, device=hidden_q.device)
     pos[seeds] = torch.arange(len(seeds), device=hidden_q.device)
     user_pos = torch.searchsorted(users, rg.query_user[hidden_q]) if users is not None else None
-    return Batch(blocks, node_feat, hidden_q, hidden_l, pos[hidden_q], user_pos, hidden_l)
+    return Batch(blocks, node_feat, hidden_q, hidden_l, pos[hidden_q], user_pos)
 
 
 def _output_nodes(rg: RoutingGraph, seeds: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
@@ -107,14 +106,22 @@ def _node_feat(rg: RoutingGraph) -> dict:
     }
 
 
-def full_neighbor_batch(rg: RoutingGraph, sample, num_layers: int) -> Batch:
-    """Blocks with full neighbourhoods on a mask sample's graph, for its hidden pairs."""
-    seeds = sample.masked_nodes
+def _full_blocks(rg: RoutingGraph, graph, seeds: torch.Tensor, num_layers: int):
+    """Full-neighbourhood blocks of ``graph`` whose outputs are ``seeds``, their users and
+    every LLM; ``(blocks, users)``."""
     out, users = _output_nodes(rg, seeds)
     sampler = dgl.dataloading.MultiLayerFullNeighborSampler(num_layers, fused=SAMPLER_FUSED)
-    _, _, blocks = sampler.sample_blocks(sample.graph, out)
-    _copy_outcome_feats(blocks, sample.graph)
-    return _make_batch(rg, blocks, seeds, users, sample.target_query, sample.target_llm, _node_feat(rg))
+    _, _, blocks = sampler.sample_blocks(graph, out)
+    _copy_outcome_feats(blocks, graph)
+    return blocks, users
+
+
+def full_neighbor_batch(rg: RoutingGraph, sample, num_layers: int) -> Batch:
+    """Blocks with full neighbourhoods on a mask sample's graph, for its hidden pairs."""
+    blocks, users = _full_blocks(rg, sample.graph, sample.masked_nodes, num_layers)
+    return _make_batch(
+        rg, blocks, sample.masked_nodes, users, sample.target_query, sample.target_llm, _node_feat(rg)
+    )
 
 
 def full_neighbor_blocks(rg: RoutingGraph, nodes: torch.Tensor, num_layers: int):
@@ -123,11 +130,7 @@ def full_neighbor_blocks(rg: RoutingGraph, nodes: torch.Tensor, num_layers: int)
     ``nodes[i]``), their ``users`` (sorted) and every LLM — what scoring held-out query
     nodes needs, exactly as a full-graph forward computes it."""
     seeds, query_pos = torch.unique(nodes, return_inverse=True)
-    out, users = _output_nodes(rg, seeds)
-    _, _, blocks = dgl.dataloading.MultiLayerFullNeighborSampler(
-        num_layers, fused=SAMPLER_FUSED
-    ).sample_blocks(rg.graph, out)
-    _copy_outcome_feats(blocks, rg.graph)
+    blocks, users = _full_blocks(rg, rg.graph, seeds, num_layers)
     return blocks, _node_feat(rg), query_pos, users
 
 

@@ -219,12 +219,15 @@ class HeteroGNN(nn.Module):
         """Final representation of every node, per node type."""
         return self.forward_with_states(g, text)[0]
 
-    def forward_blocks(self, blocks, h0: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Final representation of the destination nodes of ``blocks[-1]``, from the layer-0
-        states ``h0`` of the source nodes of ``blocks[0]`` (see :meth:`input_states_of`)."""
+    def forward_blocks(
+        self, blocks, node_feat: Mapping[str, torch.Tensor], text=None
+    ) -> dict[str, torch.Tensor]:
+        """Final representation of the destination nodes of ``blocks[-1]``; the layer-0
+        states of ``blocks[0]``'s source nodes come from the full graph's input features
+        ``node_feat`` (see :meth:`input_states_of`)."""
         if len(blocks) != self.num_layers:
             raise ValueError(f"{len(blocks)} blocks for a {self.num_layers}-layer GNN")
-        h = h0
+        h = self.input_states_of(blocks[0], node_feat, text)
         for layer, block in enumerate(blocks):
             h = self.layer(layer, block, h)
         return h
