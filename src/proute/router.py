@@ -14,6 +14,12 @@ code from a crafted ``torch.load`` file). Routing a query never touches the trai
 graph: its representation is computed from the cached context states (val/test query nodes
 are receivers only in the training graph, so this is exactly what evaluation computed; the
 reference code rebuilt the graph per query: docs/DESIGN.md §4, flaw 4).
+
+Threads: one router may serve many threads. Its lazy state (the text encoder) is created
+once under a lock, and the first encode, which loads the transformers model, runs under a
+process-wide lock (transformers' ``from_pretrained`` patches torch's module creation for the
+whole process while it runs, so two concurrent loads, or a load beside a router being built,
+leave modules on the meta device).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +39,12 @@ FORMAT_VERSION = 2
 # Format 1 (proute before the conv registry): model hyperparameters were flat arguments and
 # the GNN's weights were named ``encoder.*``; it is read by translating both.
 READABLE_FORMATS = (1, 2)
+
+# Held while a router builds torch modules or loads its text encoder's model: transformers'
+# from_pretrained patches torch's module init process-wide (init_empty_weights: new
+# parameters on the meta device) for as long as it runs, so nothing else may build modules
+# meanwhile, and two loads at once can leave the patch in place for good.
+_MODEL_INIT_LOCK = threading.RLock()
 
 
 def _upgrade_v1(hparams: dict, weights: dict) -> tuple[dict, dict]:
@@ -96,6 +109,8 @@ class PersonalizedRouter:
         self._task_index = {t: i for i, t in enumerate(self.tasks)}
         self.task_centroids = task_centroids.to(self.device)
         self._encoder = encoder
+        self._lock = threading.Lock()
+        self._encoder_warm = False  # True once an encode has run (and loaded the model)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -207,8 +222,9 @@ class PersonalizedRouter:
             hparams, weights = _upgrade_v1(hparams, weights)
             meta = {**meta, "model": hparams, "format_version": FORMAT_VERSION}
         try:
-            model = build_model(**hparams)
-            model.load_state_dict(weights, strict=True)
+            with _MODEL_INIT_LOCK:  # not while another thread's encoder patches torch
+                model = build_model(**hparams)
+                model.load_state_dict(weights, strict=True)
         except (TypeError, RuntimeError, ValueError) as exc:
             raise RouterFormatError(
                 f"{path / 'weights.safetensors'}: does not match the model described in "
@@ -223,13 +239,34 @@ class PersonalizedRouter:
     # ------------------------------------------------------------------ routing
     @property
     def encoder(self):
-        if self._encoder is None:
-            from proute.data.text_encoders import TextEncoder
+        """The text encoder, created on first use (once, also when threads race to it)."""
+        encoder = self._encoder
+        if encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    from proute.data.text_encoders import TextEncoder
 
-            spec = {k: v for k, v in self.meta["encoder"].items() if not k.startswith("_")}
-            spec.update(cache_dir=None, show_progress=False)
-            self._encoder = TextEncoder(**spec)
-        return self._encoder
+                    spec = {k: v for k, v in self.meta["encoder"].items() if not k.startswith("_")}
+                    spec.update(cache_dir=None, show_progress=False)
+                    self._encoder = TextEncoder(**spec)
+                encoder = self._encoder
+        return encoder
+
+    def encode(self, queries: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``queries`` with the router's encoder; safe from many threads.
+
+        The first encode loads the model; it runs alone, under a process-wide lock
+        (:class:`~proute.data.text_encoders.TextEncoder` loads lazily and without a lock,
+        and transformers' loading is not thread-safe). Later encodes run concurrently.
+        """
+        encoder = self.encoder
+        if not self._encoder_warm:
+            with _MODEL_INIT_LOCK:
+                if not self._encoder_warm:
+                    out = encoder.encode(list(queries))
+                    self._encoder_warm = True
+                    return out
+        return encoder.encode(list(queries))
 
     def user_index(self, user_id) -> int:
         try:
@@ -261,7 +298,7 @@ class PersonalizedRouter:
         if query_emb is None:
             if queries is None:
                 raise ValueError("give the query texts or their embeddings")
-            query_emb = self.encoder.encode(list(queries))
+            query_emb = self.encode(queries)
         q = torch.as_tensor(np.asarray(query_emb, dtype=np.float32), device=self.device)
         if q.ndim != 2 or q.shape[1] != self.meta["query_dim"]:
             raise ValueError(
