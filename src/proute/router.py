@@ -79,6 +79,15 @@ def _json_id(u):
     return u.item() if isinstance(u, np.generic) else u
 
 
+def _query_error(query: Any) -> ValueError | None:
+    """What is wrong with a query text (training rejects empty ones too), or None."""
+    if not isinstance(query, str):
+        return ValueError(f"field 'query' must be a string, got {type(query).__name__} {query!r}")
+    if not query.strip():
+        return ValueError(f"field 'query' is empty; expected non-empty text (got {query!r})")
+    return None
+
+
 class PersonalizedRouter:
     """Routes (user, query) to the LLM the user would want.
 
@@ -272,10 +281,34 @@ class PersonalizedRouter:
         try:
             return self._user_index[str(user_id)]
         except KeyError:
-            raise KeyError(
-                f"unknown user_id {user_id!r}: this router knows {len(self.users)} users "
-                f"({self.users[:10]}{' ...' if len(self.users) > 10 else ''})"
-            ) from None
+            raise KeyError(self._unknown_user(user_id)) from None
+
+    def _unknown_user(self, user_id) -> str:
+        return (
+            f"unknown user_id {user_id!r}: this router knows {len(self.users)} users "
+            f"({self.users[:10]}{' ...' if len(self.users) > 10 else ''})"
+        )
+
+    def request_error(self, request: Any) -> KeyError | ValueError | None:
+        """What is wrong with one request (not raised), or None when the router can route it.
+
+        A ``ValueError`` for a malformed request (not a dict, a missing field, a query that
+        is not a non-empty string), a ``KeyError`` for a user or task this router does not
+        know. Its message names the field; callers add where the request came from.
+        """
+        if not isinstance(request, dict):
+            return ValueError(f"expected a dict with 'query' and 'user_id'; got {request!r}")
+        for key in ("query", "user_id"):
+            if key not in request:
+                return ValueError(f"missing field {key!r}; expected a dict with 'query' and 'user_id'")
+        return _query_error(request["query"]) or self._ids_error(request["user_id"], request.get("task"))
+
+    def _ids_error(self, user_id: Any, task: Any) -> KeyError | None:
+        if user_id is None or str(user_id) not in self._user_index:
+            return KeyError(self._unknown_user(user_id))
+        if task is not None and (not isinstance(task, str) or task not in self._task_index):
+            return KeyError(f"unknown task {task!r}; known tasks: {self.tasks}")
+        return None
 
     def infer_tasks(self, query_emb: torch.Tensor) -> torch.Tensor:
         """Nearest task centroid (cosine) of each query embedding."""
@@ -294,36 +327,50 @@ class PersonalizedRouter:
 
         Give the texts (encoded with the router's encoder) or ``query_emb``. A task that is
         ``None`` (or ``tasks=None``) is inferred from the nearest training-task centroid.
+        Every input is checked before anything is encoded; an error names its index
+        (``request i: ...``).
         """
+        if query_emb is None and queries is None:
+            raise ValueError("give the query texts or their embeddings")
+        n = len(queries) if query_emb is None else len(query_emb)
+        if len(user_ids) != n or (tasks is not None and len(tasks) != n):
+            raise ValueError(
+                f"{n} queries, {len(user_ids)} user ids and "
+                f"{'no' if tasks is None else len(tasks)} tasks: give one of each per query"
+            )
+        tasks = [None] * n if tasks is None else list(tasks)
+        for i in range(n):
+            error = self._ids_error(user_ids[i], tasks[i])
+            if query_emb is None:
+                error = _query_error(queries[i]) or error
+            if error is not None:
+                raise type(error)(f"request {i}: {error.args[0]}")
         if query_emb is None:
-            if queries is None:
-                raise ValueError("give the query texts or their embeddings")
             query_emb = self.encode(queries)
         q = torch.as_tensor(np.asarray(query_emb, dtype=np.float32), device=self.device)
         if q.ndim != 2 or q.shape[1] != self.meta["query_dim"]:
             raise ValueError(
                 f"query embeddings have shape {tuple(q.shape)}; expected [n, {self.meta['query_dim']}]"
             )
-        n = q.shape[0]
-        if len(user_ids) != n:
-            raise ValueError(f"{len(user_ids)} user ids for {n} queries")
-        user_idx = torch.tensor([self.user_index(u) for u in user_ids], device=self.device)
+        user_idx = torch.tensor([self._user_index[str(u)] for u in user_ids], device=self.device)
         task_idx = self.infer_tasks(q)
-        if tasks is not None:
-            for i, t in enumerate(tasks):
-                if t is not None:
-                    if t not in self._task_index:
-                        raise KeyError(f"unknown task {t!r}; known tasks: {self.tasks}")
-                    task_idx[i] = self._task_index[t]
+        for i, t in enumerate(tasks):
+            if t is not None:
+                task_idx[i] = self._task_index[t]
         # The model ignores user/task indices when its graph has no such nodes.
         logits = self.model.score_new(self.context, q, user_idx, task_idx)
         return logits.float().cpu().numpy(), [self.tasks[i] for i in task_idx.tolist()]
 
     def route_batch(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Route ``[{"query": str, "user_id": id, "task": optional}, ...]``."""
+        """Route ``[{"query": str, "user_id": id, "task": optional}, ...]``.
+
+        A bad request raises before anything is routed: ``ValueError`` (malformed) or
+        ``KeyError`` (unknown user or task), its message starting ``request <index>: ``.
+        """
         for i, r in enumerate(requests):
-            if not isinstance(r, dict) or "query" not in r or "user_id" not in r:
-                raise ValueError(f"request {i}: expected a dict with 'query' and 'user_id'; got {r!r}")
+            error = self.request_error(r)
+            if error is not None:
+                raise type(error)(f"request {i}: {error.args[0]}")
         scores, tasks = self.score(
             [r["query"] for r in requests],
             [r["user_id"] for r in requests],

@@ -78,3 +78,33 @@ def test_concurrent_first_use_routes_as_sequential(trained):
         assert not errors, f"round {round_}: {errors[:3]}"
         assert results == expected, f"round {round_}"
     assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
+
+
+# ---------------------------------------------------------------------- bad requests
+GOOD = {"query": "What is 2 + 2?", "user_id": 0}
+BAD_REQUESTS = {
+    "empty-query": ({"query": "", "user_id": 0}, ValueError, "field 'query' is empty"),
+    "whitespace-query": ({"query": " \n\t", "user_id": 0}, ValueError, "field 'query' is empty"),
+    "null-query": ({"query": None, "user_id": 0}, ValueError, "field 'query' must be a string"),
+    "number-query": ({"query": 42, "user_id": 0}, ValueError, "field 'query' must be a string"),
+    "missing-query": ({"user_id": 0}, ValueError, "missing field 'query'"),
+    "missing-user": ({"query": "hi"}, ValueError, "missing field 'user_id'"),
+    "unknown-user": ({"query": "hi", "user_id": "x"}, KeyError, "unknown user_id 'x'"),
+    "null-user": ({"query": "hi", "user_id": None}, KeyError, "unknown user_id None"),
+    "unknown-task": ({"query": "hi", "user_id": 0, "task": "poetry"}, KeyError, "unknown task 'poetry'"),
+    "non-string-task": ({"query": "hi", "user_id": 0, "task": 3}, KeyError, "unknown task 3"),
+    "not-a-dict": (["hi", 0], ValueError, "expected a dict"),
+}
+
+
+@pytest.mark.parametrize("fault", list(BAD_REQUESTS))
+def test_bad_request_names_its_index_and_field(trained, fault):
+    bad, error, message = BAD_REQUESTS[fault]
+    router = PersonalizedRouter.load(trained)
+    with pytest.raises(error) as err:
+        router.route_batch([GOOD, GOOD, GOOD, bad, GOOD])
+    text = err.value.args[0]
+    assert text.startswith("request 3: ") and message in text, text
+    assert router._encoder is None  # refused before any text was encoded
+    with pytest.raises(error, match="request 0: "):
+        router.route_single(bad)
