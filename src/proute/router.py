@@ -3,7 +3,8 @@
 Layout of an exported router directory::
 
     router.json            format version, model hyperparameters, id maps (users, LLMs,
-                           tasks), LLM table, encoder spec, versions, resolved config
+                           tasks), LLM table, encoder spec, versions, resolved config,
+                           integrity (sha256 of the two files below and of the id lists)
     weights.safetensors    the model's weights
     context.safetensors    the cached per-layer states of the user, task and LLM nodes
                            (what a new query node receives messages from) and the task
@@ -15,6 +16,13 @@ graph: its representation is computed from the cached context states (val/test q
 are receivers only in the training graph, so this is exactly what evaluation computed; the
 reference code rebuilt the graph per query: docs/DESIGN.md §4, flaw 4).
 
+Integrity (format 3): ``router.json`` field ``integrity`` holds the sha256 of each tensor
+file and of each field that decides what a route means (``llms``, ``users``, ``tasks``,
+``model``, ``query_dim`` and the encoder's identity). :meth:`PersonalizedRouter.load` checks
+them and refuses an edited or damaged router (:class:`RouterFormatError` naming the file or
+field): reordering ``llms`` would otherwise route to the wrong names. Formats 1 and 2 have no
+hashes; they load unverified with a :class:`RouterIntegrityWarning`.
+
 Threads: one router may serve many threads. Its lazy state (the text encoder) is created
 once under a lock, and the first encode, which loads the transformers model, runs under a
 process-wide lock (transformers' ``from_pretrained`` patches torch's module creation for the
@@ -24,21 +32,34 @@ leave modules on the meta device).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Format 1 (proute before the conv registry): model hyperparameters were flat arguments and
 # the GNN's weights were named ``encoder.*``; it is read by translating both.
-READABLE_FORMATS = (1, 2)
+# Format 2: format 3 without the ``integrity`` field; read unverified, with a warning.
+READABLE_FORMATS = (1, 2, 3)
+
+#: Fields of router.json whose sha256 is recorded (they decide what a route means).
+HASHED_FIELDS = ("llms", "users", "tasks", "model", "query_dim", "encoder")
+# Encoder settings that change how, not what, it computes: free to edit.
+_ENCODER_RUNTIME_KEYS = frozenset({"device", "batch_size", "show_progress"})
+_REBUILD = (
+    "Rebuild the router: export it again from its training run (retrain, or "
+    "PersonalizedRouter.from_training(...).save(dir)). If the edit was deliberate, load it "
+    "with PersonalizedRouter.load(dir, verify=False) and save it again to record new hashes."
+)
 
 # Held while a router builds torch modules or loads its text encoder's model: transformers'
 # from_pretrained patches torch's module init process-wide (init_empty_weights: new
@@ -75,8 +96,80 @@ class RouterFormatError(ValueError):
     """An exported router directory is missing a file or holds something unexpected."""
 
 
+class RouterIntegrityWarning(UserWarning):
+    """A router was loaded without checking its hashes (an older format, or verify=False)."""
+
+
 def _json_id(u):
     return u.item() if isinstance(u, np.generic) else u
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def field_digest(name: str, value: Any) -> str:
+    """sha256 of a router.json field's canonical JSON (the encoder without its run-time
+    settings: device, batch size and progress bar may be edited)."""
+    if name == "encoder" and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in _ENCODER_RUNTIME_KEYS}
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _sha256(blob.encode("utf-8"))
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the platform allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the umask can only be read by setting it
+    os.umask(mask)
+    return mask
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _check_integrity(path: Path, meta: dict, blobs: dict[str, bytes]) -> None:
+    """Raise :class:`RouterFormatError` unless every recorded sha256 matches."""
+    meta_file = path / "router.json"
+    integrity = meta.get("integrity")
+    files = integrity.get("files") if isinstance(integrity, dict) else None
+    fields = integrity.get("fields") if isinstance(integrity, dict) else None
+    complete = (
+        isinstance(files, dict)
+        and isinstance(fields, dict)
+        and all(isinstance(files.get(n), str) for n in FILES[1:])
+        and all(isinstance(fields.get(f), str) for f in HASHED_FIELDS)
+    )
+    if not complete:
+        raise RouterFormatError(
+            f"{meta_file}: field 'integrity' is missing or incomplete; a format-"
+            f"{meta['format_version']} router records the sha256 of {list(FILES[1:])} and of the "
+            f"fields {list(HASHED_FIELDS)}. {_REBUILD}"
+        )
+    for name in HASHED_FIELDS:
+        if field_digest(name, meta.get(name)) != fields[name]:
+            raise RouterFormatError(
+                f"{meta_file}: field {name!r} does not match its sha256 in field 'integrity': "
+                f"it was edited after export, and the router would route with values it was not "
+                f"trained with. {_REBUILD}"
+            )
+    for name in FILES[1:]:
+        digest = _sha256(blobs[name])
+        if digest != files[name]:
+            raise RouterFormatError(
+                f"{path / name}: its sha256 {digest[:16]}... is not the {files[name][:16]}... "
+                f"recorded in {meta_file} field 'integrity': the file changed after export. "
+                f"{_REBUILD}"
+            )
 
 
 def _query_error(query: Any) -> ValueError | None:
@@ -160,19 +253,34 @@ class PersonalizedRouter:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the router directory atomically: a failed save leaves an existing one."""
-        from safetensors.torch import save_file
+        """Write the router directory atomically: a failed save leaves an existing one.
+
+        Writes the current format with its ``integrity`` hashes; the directory and files get
+        the permissions the process umask allows (not a temporary directory's 0700).
+        """
+        from safetensors.torch import save
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        ctx = {k: v.detach().cpu().contiguous() for k, v in self.context.state_tensors().items()}
+        ctx["task_centroids"] = self.task_centroids.detach().cpu().contiguous()
+        blobs = {"weights.safetensors": save(weights), "context.safetensors": save(ctx)}
+        # Hash what a reader will parse: the metadata after its JSON round trip.
+        meta = json.loads(json.dumps(self.meta, default=str))
+        meta.pop("integrity", None)
+        meta["format_version"] = FORMAT_VERSION
+        meta["integrity"] = {
+            "algorithm": "sha256",
+            "files": {name: _sha256(data) for name, data in blobs.items()},
+            "fields": {name: field_digest(name, meta.get(name)) for name in HASHED_FIELDS},
+        }
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
-            weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-            save_file(weights, str(tmp / "weights.safetensors"))
-            ctx = {k: v.detach().cpu().contiguous() for k, v in self.context.state_tensors().items()}
-            ctx["task_centroids"] = self.task_centroids.detach().cpu().contiguous()
-            save_file(ctx, str(tmp / "context.safetensors"))
-            (tmp / "router.json").write_text(json.dumps(self.meta, indent=2, default=str))
+            for name, data in blobs.items():
+                _write_durably(tmp / name, data)
+            _write_durably(tmp / "router.json", json.dumps(meta, indent=2).encode("utf-8"))
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
@@ -188,31 +296,45 @@ class PersonalizedRouter:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, encoder=None, device: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike,
+        encoder=None,
+        device: str | torch.device = "cpu",
+        verify: bool = True,
     ) -> "PersonalizedRouter":
         """Load a router directory; needs nothing else (not the data, not the configs).
 
         ``encoder`` (optional) replaces the text encoder named in ``router.json``; it must
-        produce embeddings of the same size.
+        produce embeddings of the same size. The sha256 hashes in ``router.json`` are checked
+        (a mismatch raises :class:`RouterFormatError`); ``verify=False`` loads a deliberately
+        edited router anyway, with a :class:`RouterIntegrityWarning`.
         """
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
         from proute.models import build_model
         from proute.models.model import ContextCache
 
         path = Path(path)
+        if not path.exists():
+            raise RouterFormatError(f"{path}: no such router directory (expected {list(FILES)} in it)")
         if not path.is_dir():
             raise RouterFormatError(f"{path}: not a router directory (expected {list(FILES)})")
         for name in FILES:
             if not (path / name).is_file():
                 raise RouterFormatError(f"{path}: missing {name}; expected {list(FILES)}")
+        blobs = {}
+        for name in FILES:
+            try:
+                blobs[name] = (path / name).read_bytes()
+            except OSError as exc:
+                raise RouterFormatError(f"{path / name}: cannot be read ({exc.strerror})") from exc
         try:
-            meta = json.loads((path / "router.json").read_text())
+            meta = json.loads(blobs["router.json"].decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RouterFormatError(f"{path / 'router.json'}: not valid JSON ({exc})") from exc
         version = meta.get("format_version") if isinstance(meta, dict) else None
-        if version not in READABLE_FORMATS:
+        if isinstance(version, bool) or version not in READABLE_FORMATS:
             raise RouterFormatError(
                 f"{path / 'router.json'}: field 'format_version' is {version!r}; this proute "
                 f"reads formats {list(READABLE_FORMATS)}"
@@ -220,11 +342,28 @@ class PersonalizedRouter:
         for key in ("model", "users", "llms", "tasks", "encoder", "query_dim"):
             if key not in meta:
                 raise RouterFormatError(f"{path / 'router.json'}: missing field {key!r}")
+        if version < 3:
+            warnings.warn(
+                f"{path / 'router.json'}: a format-{version} router has no integrity hashes; it "
+                "is loaded unverified (edits to its files or id lists go unnoticed). Save it "
+                "again to add them: PersonalizedRouter.load(dir).save(dir).",
+                RouterIntegrityWarning,
+                stacklevel=2,
+            )
+        elif verify:
+            _check_integrity(path, meta, blobs)
+        else:
+            warnings.warn(
+                f"{path}: loaded with verify=False; its integrity hashes are not verified.",
+                RouterIntegrityWarning,
+                stacklevel=2,
+            )
+        meta = {k: v for k, v in meta.items() if k != "integrity"}
         tensors = {}
         for name in FILES[1:]:
             try:
-                tensors[name] = load_file(str(path / name))
-            except (SafetensorError, OSError, ValueError) as exc:
+                tensors[name] = load(blobs.pop(name))
+            except (SafetensorError, ValueError) as exc:
                 raise RouterFormatError(f"{path / name}: not a readable safetensors file ({exc})") from exc
         hparams, weights = meta["model"], tensors["weights.safetensors"]
         if version == 1:

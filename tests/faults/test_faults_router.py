@@ -1,4 +1,5 @@
-"""Fault matrix of the exported router (proute.router): concurrent first use and bad requests.
+"""Fault matrix of the exported router (proute.router): concurrent first use, edited or
+damaged router directories, older formats, file permissions and bad requests.
 
 One tiny router is trained per module (``debug=default`` on the fixtures, real MiniLM);
 cases that edit it work on a copy.
@@ -6,15 +7,19 @@ cases that edit it work on a copy.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from proute.router import PersonalizedRouter
+from proute.router import FORMAT_VERSION, PersonalizedRouter, RouterFormatError, RouterIntegrityWarning
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data"
+REBUILD = "export it again from its training run"
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +38,12 @@ def trained(tmp_path_factory, cache_dir) -> Path:
     ]
     run(compose("train", overrides), run_dir)
     return run_dir / "router"
+
+
+@pytest.fixture
+def router_dir(trained, tmp_path) -> Path:
+    """A private copy of the trained router directory."""
+    return Path(shutil.copytree(trained, tmp_path / "router"))
 
 
 def requests_for(router: PersonalizedRouter, n: int = 16) -> list[dict]:
@@ -78,6 +89,144 @@ def test_concurrent_first_use_routes_as_sequential(trained):
         assert not errors, f"round {round_}: {errors[:3]}"
         assert results == expected, f"round {round_}"
     assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
+
+
+# ---------------------------------------------------------------------- integrity
+def _edit_json(d: Path, edit) -> None:
+    meta = json.loads((d / "router.json").read_text())
+    edit(meta)
+    (d / "router.json").write_text(json.dumps(meta, indent=2))
+
+
+def _swap_first_two(key):
+    def edit(meta):
+        meta[key][0], meta[key][1] = meta[key][1], meta[key][0]
+
+    return edit
+
+
+def _flip_last_byte(name):
+    def edit(d: Path):
+        data = bytearray((d / name).read_bytes())
+        data[-1] ^= 0x01  # a tensor value, same size: still a valid safetensors file
+        (d / name).write_bytes(bytes(data))
+
+    return edit
+
+
+def _json_edit(edit):
+    return lambda d: _edit_json(d, edit)
+
+
+INTEGRITY_FAULTS = {
+    "llms-reordered": (_json_edit(_swap_first_two("llms")), "router.json", "'llms'"),
+    "users-reordered": (_json_edit(_swap_first_two("users")), "router.json", "'users'"),
+    "tasks-reordered": (_json_edit(_swap_first_two("tasks")), "router.json", "'tasks'"),
+    "llm-renamed": (
+        _json_edit(lambda m: m["llms"].__setitem__(0, "gpt-5")),
+        "router.json",
+        "'llms'",
+    ),
+    "encoder-model-changed": (
+        _json_edit(lambda m: m["encoder"].__setitem__("pooling", "cls")),
+        "router.json",
+        "'encoder'",
+    ),
+    "weights-value-changed": (_flip_last_byte("weights.safetensors"), "weights.safetensors", "sha256"),
+    "context-value-changed": (_flip_last_byte("context.safetensors"), "context.safetensors", "sha256"),
+    "integrity-block-removed": (
+        _json_edit(lambda m: m.pop("integrity")),
+        "router.json",
+        "'integrity'",
+    ),
+    "file-hash-removed": (
+        _json_edit(lambda m: m["integrity"]["files"].pop("weights.safetensors")),
+        "router.json",
+        "'integrity'",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(INTEGRITY_FAULTS))
+def test_edited_router_is_refused(router_dir, unchanged, fault):
+    edit, file, field = INTEGRITY_FAULTS[fault]
+    edit(router_dir)
+    with unchanged(router_dir), pytest.raises(RouterFormatError) as err:
+        PersonalizedRouter.load(router_dir)
+    message = str(err.value)
+    assert str(router_dir / file) in message and field in message, message
+    assert REBUILD in message, message
+
+
+def test_edited_router_loads_unverified_on_request(router_dir, unchanged):
+    """A deliberate edit: verify=False loads it (with a warning); saving it again records
+    fresh hashes, and the saved router loads verified."""
+    _edit_json(router_dir, lambda m: m["llms"].__setitem__(0, "renamed-llm"))
+    with unchanged(router_dir), pytest.warns(RouterIntegrityWarning, match="not verified"):
+        router = PersonalizedRouter.load(router_dir, verify=False)
+    assert router.llms[0] == "renamed-llm"
+    router.save(router_dir)
+    assert PersonalizedRouter.load(router_dir).llms[0] == "renamed-llm"
+
+
+def _as_format_2(d: Path) -> None:
+    _edit_json(d, lambda m: (m.pop("integrity"), m.__setitem__("format_version", 2)))
+
+
+def _as_format_1(d: Path) -> None:
+    """Rewrite a router in format 1: flat GNN/decoder arguments, weights named encoder.*."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(d / "weights.safetensors"))
+    save_file(
+        {("encoder." + k[4:] if k.startswith("gnn.") else k): v for k, v in weights.items()},
+        str(d / "weights.safetensors"),
+    )
+
+    def edit(meta):
+        meta.pop("integrity")
+        meta["format_version"] = 1
+        model = meta["model"]
+        assert model["conv"] == "graphconv" and model["decoder"] == "mlp"
+        model.pop("conv_kwargs")
+        model.update(model.pop("decoder_kwargs"))
+
+    _edit_json(d, edit)
+
+
+@pytest.mark.parametrize("make_old", [_as_format_2, _as_format_1], ids=["format-2", "format-1"])
+def test_older_formats_load_unverified_with_a_warning(trained, router_dir, unchanged, make_old):
+    make_old(router_dir)
+    with unchanged(router_dir), pytest.warns(RouterIntegrityWarning, match="router.json.*no integrity"):
+        old = PersonalizedRouter.load(router_dir)
+    router = PersonalizedRouter.load(trained)
+    # The same scores as the current-format router (on given embeddings: no encoder needed).
+    emb = torch.randn(4, router.meta["query_dim"], generator=torch.Generator().manual_seed(0))
+    users = router.users[:4]
+    assert (old.score(None, users, query_emb=emb)[0] == router.score(None, users, query_emb=emb)[0]).all()
+    # Saving it again writes the current format, hashes included.
+    old.save(router_dir)
+    assert json.loads((router_dir / "router.json").read_text())["format_version"] == FORMAT_VERSION
+    PersonalizedRouter.load(router_dir)
+
+
+# ---------------------------------------------------------------------- permissions
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=["umask-022", "umask-077", "umask-002"])
+@pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
+def test_saved_router_has_the_umask_permissions(trained, tmp_path, umask, overwrite):
+    router = PersonalizedRouter.load(trained)
+    target = tmp_path / "exported"
+    if overwrite:
+        router.save(target)
+    old = os.umask(umask)
+    try:
+        router.save(target)
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask
+    for name in ("router.json", "weights.safetensors", "context.safetensors"):
+        assert (target / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]  # no temporary left
 
 
 # ---------------------------------------------------------------------- bad requests
