@@ -1,11 +1,12 @@
 """The training loop: edge masking, early stopping on validation, one test evaluation.
 
-:class:`Trainer` (``trainer=default``) trains on the full graph: each gradient step is one
-masked sample of the training graph (the masking strategy decides which query→llm edges are
-hidden and scored), one forward and one backward pass (``batch_size`` > 1 averages the
-gradient of several samples, one pass each). :class:`MiniBatchTrainer`
-(``trainer=minibatch``) trains on message-flow blocks from DGL's neighbour sampler, so a
-step's cost depends on the batch, not on the graph (:mod:`proute.graph.sampling`). An epoch
+:class:`MiniBatchTrainer` (``trainer=minibatch``, the default) trains on message-flow blocks
+from DGL's neighbour sampler, so a step's cost depends on the batch, not on the graph
+(:mod:`proute.graph.sampling`). :class:`Trainer` (``trainer=fullgraph``, the paper's scheme,
+and what every masking strategy other than ``masking=query`` selects) trains on the full
+graph: each gradient step is one masked sample of the training graph (the masking strategy
+decides which query→llm edges are hidden and scored), one forward and one backward pass
+(``batch_size`` > 1 averages the gradient of several samples, one pass each). An epoch
 is ``steps_per_epoch`` steps followed by one exact validation pass (full neighbourhoods).
 Training stops after ``patience`` epochs without a better validation ``monitor`` value, the
 best validation weights are restored, and the test split is evaluated exactly once — by the
@@ -384,17 +385,33 @@ class MiniBatchTrainer(Trainer):
     (query, LLM) pairs. ``steps_per_epoch=None``: one pass over the train query nodes.
     Validation and test stay exact (full neighbourhoods). ``masking`` must hide whole query
     nodes (``masking=query``, the default); its rate is not used: the batch is the mask.
+
+    ``max_users``: every user of a batch's seeds is an output node with ``fanouts`` sampled
+    queries, so a batch of random seeds from ``U`` users costs ``O(min(U, batch_nodes))``
+    user neighbourhoods and an epoch ``O(queries x U)``: quadratic in the number of users.
+    With more users than ``max_users``, each epoch deals the users into random groups of
+    ``max_users`` and draws each batch's seeds from one group (every train query node still
+    once per epoch; batch order shuffled), so a step's cost no longer grows with ``U``.
+    With ``U <= max_users`` (the bundled data) the batches are plain random chunks.
     """
 
     def __init__(
-        self, batch_nodes: int = 4096, fanouts=(64, 64), steps_per_epoch: int | None = None, **kwargs
+        self,
+        batch_nodes: int = 4096,
+        fanouts=(64, 64),
+        steps_per_epoch: int | None = None,
+        max_users: int | None = 64,
+        **kwargs,
     ):
         super().__init__(steps_per_epoch=1, **kwargs)
         if batch_nodes < 1:
             raise ValueError(f"trainer.batch_nodes must be >= 1; got {batch_nodes}")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"trainer.steps_per_epoch must be >= 1 or null; got {steps_per_epoch}")
+        if max_users is not None and max_users < 1:
+            raise ValueError(f"trainer.max_users must be >= 1 or null; got {max_users}")
         self.batch_nodes, self.fanouts = int(batch_nodes), fanouts
+        self.max_users = None if max_users is None else int(max_users)
         self._steps = steps_per_epoch
 
     def prepare(self, model, rg, masking) -> None:
@@ -404,23 +421,40 @@ class MiniBatchTrainer(Trainer):
         if not isinstance(masking, QueryMasking):
             raise ValueError(
                 f"trainer=minibatch hides the outcome edges of whole seed query nodes; "
-                f"masking={type(masking).__name__} is for full-graph training (trainer=default)"
+                f"masking={type(masking).__name__} is for full-graph training (trainer=fullgraph; "
+                f"the masking configs other than masking=query select it)"
             )
         super().prepare(model, rg, masking)
         self.sampler = MaskedNeighborSampler(rg, self.fanouts, num_layers=model.gnn.num_layers)
-        n = len(self.sampler.train_nodes)
-        self.steps_per_epoch = self._steps or max(1, -(-n // self.batch_nodes))
+        nodes = self.sampler.train_nodes
+        self._node_user = rg.query_user[nodes].cpu() if rg.has_users else None
+        grouped = self._node_user is not None and self.max_users is not None and rg.num_users > self.max_users
+        self._grouped, self._num_users = grouped, rg.num_users
+        self._batches: list[torch.Tensor] = []
+        n_batches = len(self._deal(torch.Generator().manual_seed(0)))
+        self.steps_per_epoch = self._steps or n_batches
 
     def start_epoch(self, epoch: int) -> None:
-        self._order, self._pos = None, 0  # a new permutation of the train query nodes
+        self._batches = []  # dealt anew on the epoch's first step
+
+    def _deal(self, generator) -> list[torch.Tensor]:
+        """One pass over the train query nodes, as a list of seed batches."""
+        nodes, size = self.sampler.train_nodes, self.batch_nodes
+        order = torch.randperm(len(nodes), generator=generator)
+        if not self._grouped:
+            return list(nodes[order].split(size))
+        num_users = self._num_users
+        group = torch.empty(num_users, dtype=torch.int64)
+        group[torch.randperm(num_users, generator=generator)] = torch.arange(num_users) // self.max_users
+        order = order[torch.sort(group[self._node_user[order]], stable=True).indices]
+        counts = torch.bincount(group[self._node_user[order]]).tolist()
+        batches = [b for chunk in nodes[order].split(counts) for b in chunk.split(size)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def _next_seeds(self, generator) -> torch.Tensor:
-        nodes = self.sampler.train_nodes
-        if self._order is None or self._pos >= len(nodes):
-            self._order, self._pos = nodes[torch.randperm(len(nodes), generator=generator)], 0
-        seeds = self._order[self._pos : self._pos + self.batch_nodes]
-        self._pos += self.batch_nodes
-        return seeds
+        if not self._batches:
+            self._batches = self._deal(generator)[::-1]
+        return self._batches.pop()
 
     def next_batch(self, rg, generator: torch.Generator):
         return self.sampler.sample(self._next_seeds(generator), generator)
