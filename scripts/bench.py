@@ -3,10 +3,10 @@
     python scripts/bench.py [--skip-scale] [--scale-users 10,100,1000] [--repeats N]
                             [--out experiments/bench]
 
-1. training on the default data and config, both modes (trainer=default, trainer=minibatch):
+1. training on the default data and config, both modes (trainer=fullgraph, trainer=minibatch):
    time to best validation, seconds per epoch, trained (query, LLM) pairs per second,
    peak RSS, test reward — each a real ``python -m proute.train`` run in a subprocess;
-2. one training step of each conv variant (median over repeats);
+2. one training step of each conv variant in each trainer (median over repeats);
 3. routing latency: one query through the exported-router path (cached context, no graph
    pass) vs one full-graph forward, and the throughput of a batch of 256;
 4. scaling: ``experiment=scale`` (simulated users each asking 2,000 of the bundled queries)
@@ -78,7 +78,7 @@ def train_run(overrides: list[str], limit: int | None = None) -> dict:
 def bench_training(args) -> dict:
     print("\n== 1. training on the default data (default config, seed 42)")
     out = {}
-    for mode in ("default", "minibatch"):
+    for mode in ("fullgraph", "minibatch"):
         r = train_run([f"trainer={mode}", *args.override])
         out[mode] = r
         if not r["ok"]:
@@ -100,23 +100,29 @@ def bench_steps_and_routing(args) -> dict:
     from proute.config import compose
     from proute.data.pipeline import prepare_from_config
     from proute.train import build_graph_from
-    from proute.trainer import Trainer
 
     cfg = compose("train", ["logger=none", *args.override])
     prepared = prepare_from_config(cfg)
     rg = build_graph_from(prepared, cfg.graph)
     out: dict = {"steps": {}, "routing": {}}
-    print(f"\n== 2. one training step (forward + backward on one masked sample), {rg}")
+    print(f"\n== 2. one training step (forward + backward), each trainer, {rg}")
     for conv in ("graphconv", "sage", "gat", "gatv2"):
-        c = compose("train", ["logger=none", f"model={conv}", *args.override])
-        model = instantiate(c.model)(rg)
-        trainer = instantiate(c.trainer)
-        trainer.prepare(model, rg, instantiate(c.masking))
-        gen = torch.Generator().manual_seed(0)
-        model.train()
-        sec = median_time(lambda m=model, t=trainer: t.train_step(m, rg, gen), args.repeats)  # noqa: B023
-        out["steps"][conv] = sec
-        print(f"{conv:>10}: {sec:6.3f} s per step (median of {args.repeats})")
+        out["steps"][conv] = {}
+        for mode in ("fullgraph", "minibatch"):
+            c = compose("train", ["logger=none", f"model={conv}", f"trainer={mode}", *args.override])
+            model = instantiate(c.model)(rg)
+            trainer = instantiate(c.trainer)
+            trainer.prepare(model, rg, instantiate(c.masking))
+            trainer.start_epoch(0)
+            gen = torch.Generator().manual_seed(0)
+            model.train()
+            sec = median_time(lambda m=model, t=trainer: t.train_step(m, rg, gen), args.repeats)  # noqa: B023
+            out["steps"][conv][mode] = sec
+        print(
+            f"{conv:>10}: "
+            + ", ".join(f"{m} {s:6.3f} s" for m, s in out["steps"][conv].items())
+            + f" per step (median of {args.repeats})"
+        )
 
     print("\n== 3. routing latency (graphconv, untrained weights: timing only)")
     model = instantiate(cfg.model)(rg).eval()
@@ -153,7 +159,6 @@ def bench_steps_and_routing(args) -> dict:
         f"{1000 * whole:.0f} ms ({whole / single:.0f}x); batch of 256: {1000 * b:.1f} ms "
         f"({256 / b:,.0f} queries/s)"
     )
-    _ = Trainer  # the trainers' own step is what section 2 times
     return out
 
 
@@ -195,7 +200,7 @@ def scale_child(users: int, queries_per_user: int, out: Path, extra: list[str]) 
         "data_peak_rss_mb": peak_rss_mb(),
     }
     del prepared
-    for mode in ("minibatch", "default"):
+    for mode in ("minibatch", "fullgraph"):
         try:
             c = compose("train", [*base, f"trainer={mode}"])
             torch.manual_seed(0)
@@ -240,16 +245,16 @@ def bench_scale(args) -> dict:
             ]
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             point = json.loads(out.read_text()) if out.exists() else {"users": users}
-        if proc.returncode != 0 and "default" not in point:
+        if proc.returncode != 0 and "fullgraph" not in point:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-            point.setdefault("default", {"ok": False, "error": f"process died: {tail[0][:200]}"})
+            point.setdefault("fullgraph", {"ok": False, "error": f"process died: {tail[0][:200]}"})
             point.setdefault("minibatch", {"ok": False, "error": f"process died: {tail[0][:200]}"})
         print(
             f"{users:>5} users: {point.get('num_query_nodes', 0):>9,} query nodes, "
             f"{point.get('num_train_edges', 0):>11,} train edges, data + graph "
             f"{point.get('data_seconds', float('nan')):.0f} s"
         )
-        for mode in ("minibatch", "default"):
+        for mode in ("minibatch", "fullgraph"):
             r = point.get(mode, {"ok": False, "error": "not run"})
             if r["ok"]:
                 print(
@@ -270,7 +275,7 @@ def bench_scale(args) -> dict:
                 }
             )
     fits = {}
-    for mode in ("minibatch", "default"):
+    for mode in ("minibatch", "fullgraph"):
         ok = [r for r in rows if r["mode"] == mode and r["ok"]]
         if len(ok) >= 2:
             e = [r["num_train_edges"] for r in ok]
@@ -292,7 +297,7 @@ def plot_scale(scale: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, marker in (("minibatch", "o"), ("default", "s")):
+    for mode, marker in (("minibatch", "o"), ("fullgraph", "s")):
         ok = [r for r in scale["points"] if r["mode"] == mode and r["ok"]]
         if not ok:
             continue

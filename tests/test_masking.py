@@ -167,14 +167,16 @@ def test_rates_validated():
 @pytest.mark.parametrize("name", ["query", "random", "user_balanced", "cold_start"])
 def test_masking_configs(rg, name):
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    root = OmegaConf.create(
-        {"train_mask_rate": 0.25, "masking": OmegaConf.load(CONF / "masking" / f"{name}.yaml")}
-    )
-    strategy = instantiate(root.masking)
+    from proute.config import compose
+
+    cfg = compose("train", [f"masking={name}", "train_mask_rate=0.25"])
+    strategy = instantiate(cfg.masking)
     assert strategy.train_mask_rate == 0.25
     assert strategy.sample(rg, _gen()).num_targets > 0
+    # only whole-query-node masking can run on the mini-batch trainer's sampled blocks
+    expected = "MiniBatchTrainer" if name == "query" else "Trainer"
+    assert cfg.trainer._target_.rsplit(".", 1)[1] == expected
 
 
 def test_timing_default_size():

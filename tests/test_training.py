@@ -141,7 +141,7 @@ def test_same_seed_same_metrics_other_seed_differs(train_cfg, tmp_path):
     assert c["train/loss"].tolist() != hist_a["train/loss"].tolist()
 
 
-@pytest.mark.parametrize("trainer", ["default", "minibatch"])
+@pytest.mark.parametrize("trainer", ["fullgraph", "minibatch"])
 def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path, trainer):
     from proute.data.pipeline import prepare_from_config
     from proute.train import build_graph_from
@@ -190,7 +190,7 @@ class _Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("trainer", ["default", "minibatch"])
+@pytest.mark.parametrize("trainer", ["fullgraph", "minibatch"])
 def test_a_killed_run_resumes_to_the_same_metrics(train_cfg, tmp_path, trainer, monkeypatch):
     """A run killed after epoch 2 and restarted with resume=true ends exactly as a run that
     was never interrupted (every epoch's draws are seeded from (seed, epoch) and the
