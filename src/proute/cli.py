@@ -22,30 +22,60 @@ def _hydra(module: str, overrides: list[str]) -> int:
     return 0
 
 
-def _read_requests(path: Path) -> list[dict]:
+def _fail(where: object, what: str) -> SystemExit:
+    """The one-line error of ``proute infer`` (exit status 1, no traceback)."""
+    return SystemExit(f"proute infer: {where}: {what}")
+
+
+def _read_requests(path: Path) -> list[tuple[int, dict]]:
+    """``(line number, request)`` of each non-blank line of a UTF-8 JSONL file; any problem
+    of the file or of a line's syntax is a :class:`SystemExit` naming the file and line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _fail(path, f"cannot read the requests file ({exc.strerror or exc})") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
+        data = data[3:]
     requests = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, raw in enumerate(data.splitlines(), start=1):  # \n, \r\n or \r, as JSON allows
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _fail(
+                f"{path}, line {n}",
+                f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                "save the file as UTF-8",
+            ) from None
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise SystemExit(f"{path}, line {n}: invalid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict) or "query" not in obj or "user_id" not in obj:
-            raise SystemExit(f"{path}, line {n}: expected an object with 'query' and 'user_id'")
-        requests.append(obj)
+            raise _fail(f"{path}, line {n}", f"invalid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise _fail(f"{path}, line {n}", "expected an object with 'query' and 'user_id'")
+        requests.append((n, obj))
     return requests
 
 
 def infer(args: argparse.Namespace) -> int:
     from proute.router import PersonalizedRouter
 
-    router = PersonalizedRouter.load(args.router)
     if args.file:
-        requests = _read_requests(args.file)
+        numbered = _read_requests(args.file)  # before the router: a bad file fails fast
+        router = PersonalizedRouter.load(args.router)
+        for n, request in numbered:
+            error = router.request_error(request)
+            if error is not None:
+                raise _fail(f"{args.file}, line {n}", error.args[0])
+        requests = [request for _, request in numbered]
     elif args.query is not None and args.user is not None:
         user = int(args.user) if args.user.lstrip("-").isdigit() else args.user
         requests = [{"query": args.query, "user_id": user, "task": args.task}]
+        router = PersonalizedRouter.load(args.router)
+        error = router.request_error(requests[0])
+        if error is not None:
+            raise _fail("--query/--user/--task", error.args[0])
     else:
         raise SystemExit("proute infer: give --query and --user, or --file")
     for result in router.route_batch(requests):
@@ -71,11 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--file", type=Path, help="JSONL file of requests")
     p.add_argument("--scores", action="store_true", help="print per-LLM scores too")
     args = parser.parse_args(argv)
+    from proute.data.text_encoders import ModelNotAvailableError
     from proute.router import RouterFormatError
 
     try:
         return infer(args)
-    except (RouterFormatError, KeyError, ValueError) as exc:
+    except (RouterFormatError, ModelNotAvailableError, KeyError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise SystemExit(f"proute infer: {message}") from None
 

@@ -175,7 +175,7 @@ def _check_integrity(path: Path, meta: dict, blobs: dict[str, bytes]) -> None:
 def _query_error(query: Any) -> ValueError | None:
     """What is wrong with a query text (training rejects empty ones too), or None."""
     if not isinstance(query, str):
-        return ValueError(f"field 'query' must be a string, got {type(query).__name__} {query!r}")
+        return ValueError(f"field 'query' must be a string, got {query!r}")
     if not query.strip():
         return ValueError(f"field 'query' is empty; expected non-empty text (got {query!r})")
     return None
