@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,20 @@ def plot_per_user(frame: pd.DataFrame, baseline: pd.DataFrame | None, path: Path
     return path
 
 
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_history(run_dir: Path, history: list[dict]) -> Path:
+    """``history.csv``, one row per epoch so far; rewritten atomically after every epoch, so
+    a failed or interrupted run keeps the epochs it trained."""
+    path = Path(run_dir) / "history.csv"
+    _atomic_text(path, pd.DataFrame(history).to_csv(index=False))
+    return path
+
+
 def write_run_report(
     run_dir: Path, val: dict, test: dict, baselines: dict, history: list, timing: dict, n_params: int, logger
 ) -> dict:
@@ -64,8 +79,8 @@ def write_run_report(
         "timing": timing,
         "parameters": n_params,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
-    pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
+    _atomic_text(run_dir / "metrics.json", json.dumps(report, indent=2, default=float))
+    write_history(run_dir, history)
     per_user = per_user_frame(test)
     per_user.to_csv(run_dir / "per_user.csv", index=False)
     test["picks"].to_csv(run_dir / "test_picks.csv", index=False)

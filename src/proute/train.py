@@ -19,11 +19,13 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from proute import lifecycle
 from proute.config import register_resolvers
 from proute.paths import config_dir
 
 log = logging.getLogger(__name__)
 register_resolvers()
+lifecycle.register_resolvers()
 
 
 def check_declared_sizes(cfg: DictConfig, num_users: int, num_tasks: int) -> None:
@@ -88,7 +90,20 @@ def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Everything ``python -m proute.train`` does, for a composed config."""
+    """Everything ``python -m proute.train`` does, for a composed config.
+
+    The run directory's state (:mod:`proute.lifecycle`) goes ``running`` → ``finished``
+    (written after every artefact) or ``failed`` / ``interrupted``; a directory that holds
+    a finished run is refused unless ``overwrite=true``.
+    """
+    resume = bool(cfg.get("resume", False))
+    with lifecycle.RunLifecycle(run_dir, overwrite=bool(cfg.get("overwrite", False)), resume=resume) as life:
+        out = _run(cfg, Path(run_dir), life, resume)
+        life.finish()
+    return out
+
+
+def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: bool) -> dict[str, Any]:
     import torch
     from hydra.utils import instantiate
 
@@ -96,15 +111,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from proute.data.pipeline import prepare_from_config
     from proute.metrics import flat
     from proute.provenance import environment
-    from proute.reporting import write_run_report
+    from proute.reporting import write_history, write_run_report
     from proute.trainer import resolve_device, seed_everything
 
-    if (run_dir / "metrics.json").exists() and not cfg.get("overwrite", False):
-        raise FileExistsError(
-            f"{run_dir} already holds a finished run (metrics.json); proute does not overwrite "
-            "it. Choose another hydra.run.dir, or pass overwrite=true."
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     env = environment()
@@ -126,6 +135,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("graph: %s; model: %d parameters; device: %s", rg, n_params, device)
     data_seconds = time.perf_counter() - t0
 
+    def on_epoch(epoch: int, record: dict) -> None:
+        logger.log_metrics(record, step=epoch)
+        write_history(run_dir, trainer.history)
+        life.epoch_done(epoch)
+
     generator = torch.Generator().manual_seed(int(cfg.random_state))
     with logger.start(run_dir, {**resolved, "environment": env, "parameters": n_params}):
         t1 = time.perf_counter()
@@ -135,12 +149,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             masking,
             generator,
             quiet=bool(cfg.quiet),
-            on_epoch=lambda e, rec: logger.log_metrics(rec, step=e),
+            on_epoch=on_epoch,
             run_dir=run_dir,
-            resume=bool(cfg.get("resume", False)),
+            resume=resume,
             seed=int(cfg.random_state),
         )
         train_seconds = time.perf_counter() - t1
+        if trainer.best_epoch < 0:
+            raise RuntimeError(
+                f"no epoch gave a finite validation {trainer.monitor} (history: {run_dir / 'history.csv'}); "
+                "there is no model to select"
+            )
         val = trainer.evaluate(model, rg, "val")
         test = trainer.evaluate(model, rg, "test")  # the one and only test evaluation
         train_rows = table[table["split"] == "train"]
@@ -171,5 +190,27 @@ def main(cfg: DictConfig) -> Any:
     return out[metric] if metric else out
 
 
+def cli() -> None:
+    """``main()`` with a signal's conventional exit status (130 for SIGINT, 143 for SIGTERM)
+    and a one-line message instead of a traceback; the run directory is marked
+    ``interrupted`` and can be resumed (``resume=true hydra.run.dir=<dir>``)."""
+    import sys
+
+    try:
+        main()
+    except (lifecycle.RunInterrupted, KeyboardInterrupt) as exc:
+        signum = getattr(exc, "signum", 2)
+        where = getattr(exc, "run_dir", None)
+        hint = f"; resume with resume=true hydra.run.dir={where}" if where else ""
+        print(f"proute train: interrupted by {signal_name(signum)}{hint}", file=sys.stderr)
+        sys.exit(128 + signum)
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
 if __name__ == "__main__":
-    main()
+    cli()
