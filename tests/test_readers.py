@@ -446,10 +446,15 @@ def test_native_llm_and_task_tables_from_files(tmp_path):
         "mbpp": TASK_DESCRIPTIONS["mbpp"],
         "natural_qa": TASK_DESCRIPTIONS["natural_qa"],
     }
-    (tmp_path / "llms.json").write_text(json.dumps({"gemma-2-9b-it": {"description": "G"}}))
+    both = {"gemma-2-9b-it": {"description": "G"}, "qwen2.5-7b-instruct": {}}
+    (tmp_path / "llms.json").write_text(json.dumps(both))
     data = read_table(NATIVE / "table.csv", llms_path=tmp_path / "llms.json")
     assert data.llms.loc["gemma-2-9b-it", "description"] == "G"
-    assert data.meta["llms_not_in_llm_table"] == ["qwen2.5-7b-instruct"]
+    # An LLM missing from the LLM table file is rejected (README, "Data"): more cases in
+    # tests/faults/test_faults_tables.py.
+    (tmp_path / "llms.json").write_text(json.dumps({"gemma-2-9b-it": {"description": "G"}}))
+    with pytest.raises(DataError, match=r"row 1: field 'llm' is 'qwen2.5-7b-instruct', which is not in"):
+        read_table(NATIVE / "table.csv", llms_path=tmp_path / "llms.json")
 
 
 def test_native_unknown_suffix(tmp_path):

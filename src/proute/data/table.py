@@ -4,14 +4,27 @@ One row per (user, query, llm) observation::
 
     user_id, query_id, query, task, llm, performance, cost   [, reward] [, split]
 
-- ``user_id``: any hashable id (int or str); a source without users has no ``user_id``
-  column until a user simulator (:mod:`proute.data.users`) adds one.
+- ``user_id``: an int or a text id; a source without users has no ``user_id`` column until
+  a user simulator (:mod:`proute.data.users`) adds one. Ids are normalised so that one user
+  has one id whatever the file format: when every id is a whole number (``3``, ``3.0``,
+  ``"3"``) they become int64, else text; a float id that is not a whole number (``0.5``) is
+  an error naming its row (:func:`normalize_user_ids`).
 - ``query_id``: identifies the query *text*; two users asking the same text share it, so a
   split by ``query_id`` keeps a text on one side for every user.
-- ``performance``: the measured quality of ``llm`` on the query (usually in [0, 1]).
-- ``cost``: the cost of the call (dollars, or the source's own unit), ``>= 0``.
+- ``performance``: the measured quality of ``llm`` on the query, in [0, 1] unless the reader
+  declares another range (``performance_range``, kept in ``meta``); a value outside it is an
+  error with the count of such rows and the first of them.
+- ``cost``: the cost of the call, ``>= 0`` (a negative cost is an error), in dollars or the
+  source's own unit. When the LLM table lists prices, a cost that looks like another unit
+  is a logged warning (:func:`check_cost_units`): proute compares costs only within a task,
+  so a unit shared by all rows does not change training, but it does the reported costs.
 - ``reward``: what this user gets from this outcome (written by the user simulator).
 - ``split``: one of ``train``, ``val``, ``test``.
+
+Reserved names: ``new_user`` and ``new_llm`` are written by the splits
+(:data:`RESERVED_COLUMNS`); an input column of either name, or a column whose name is a
+known column's up to case and spaces (``Split``, ``" cost"``), would silently change what a
+run does, so readers reject them (:func:`check_column_names`).
 
 Missing LLMs: a query need not have a row for every LLM. Nothing is imputed: the graph
 has no edge for an unobserved (query, llm) pair, and evaluation chooses among the LLMs
@@ -25,17 +38,32 @@ description). Both are needed to build LLM and task node features.
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("query_id", "query", "task", "llm", "performance", "cost")
 USER_COLUMN = "user_id"
 OPTIONAL_COLUMNS = ("reward", "split")
 SPLITS = ("train", "val", "test")
 LLM_COLUMNS = ("description", "input_price", "output_price", "size", "family")
+#: Columns the pipeline writes itself -> what writes them. An input column of one of these
+#: names would be taken for proute's own, so readers reject it.
+RESERVED_COLUMNS = {
+    "new_user": "split=new_users writes it to mark held-out users, and metrics report the "
+    "users it marks apart",
+    "new_llm": "split=new_llms writes it to mark held-out LLMs",
+}
+#: The range ``performance`` must lie in unless a reader declares another.
+PERFORMANCE_RANGE = (0.0, 1.0)
+#: How many tokens one call plausibly uses, for :func:`check_cost_units`.
+PLAUSIBLE_TOKENS_PER_CALL = (1.0, 10_000.0)
 
 
 class DataError(ValueError):
@@ -55,19 +83,24 @@ def validate_table(
     source: str,
     llms: Iterable[str] | None = None,
     require_users: bool = True,
+    performance_range: Sequence[float] | None = PERFORMANCE_RANGE,
 ) -> pd.DataFrame:
     """Check a routing table and return it with canonical dtypes.
 
     Raises :class:`DataError` naming ``source``, the first offending row (the frame's index
     label, which readers set to the line/record number of the file) and the field for:
-    missing columns, empty query text, NaN/inf performance, cost or reward, duplicate
-    (user, query, llm) rows, an LLM not in ``llms``, and an unknown split name.
+    missing columns, empty query text, NaN/inf performance, cost or reward, performance
+    outside ``performance_range`` (``None``: any finite value), negative cost, a float user
+    id that is not a whole number, duplicate (user, query, llm) rows, an LLM not in
+    ``llms``, and an unknown split name. User ids are normalised
+    (:func:`normalize_user_ids`).
 
     >>> import pandas as pd
-    >>> t = pd.DataFrame({"user_id": [0], "query_id": ["q0"], "query": ["hi"], "task": ["t"],
+    >>> t = pd.DataFrame({"user_id": [0.0], "query_id": ["q0"], "query": ["hi"], "task": ["t"],
     ...                   "llm": ["a"], "performance": [1.0], "cost": [0.1]})
-    >>> len(validate_table(t, "example", llms=["a"]))
-    1
+    >>> out = validate_table(t, "example", llms=["a"])
+    >>> len(out), out["user_id"].tolist()
+    (1, [0])
     """
     required = ((USER_COLUMN,) if require_users else ()) + REQUIRED_COLUMNS
     missing = [c for c in required if c not in df.columns]
@@ -80,7 +113,7 @@ def validate_table(
         raise DataError(f"{source}: the routing table has no rows")
     df = df.copy()
     _check_text_and_ids(df, source, require_users)
-    _check_numbers(df, source)
+    _check_numbers(df, source, performance_range)
     _check_llms_and_splits(df, source, llms)
     _check_unique(df, source, require_users)
     return df
@@ -117,10 +150,72 @@ def _check_text_and_ids(df: pd.DataFrame, source: str, require_users: bool) -> N
             raise DataError(f"{source}: {_row_label(df, _first(bad))}: field {col!r} is missing")
     df["task"] = as_text(df["task"])
     df["llm"] = as_text(df["llm"])
+    if require_users:
+        df[USER_COLUMN] = normalize_user_ids(df[USER_COLUMN], source)
 
 
-def _check_numbers(df: pd.DataFrame, source: str) -> None:
-    """Performance, cost (>= 0) and reward: finite floats (in place)."""
+_INT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.0*)?")
+
+
+def _whole(value: float, series: pd.Series, pos: int, source: str) -> int:
+    """A float id as an int; a NaN, infinite or fractional one is an error naming its row."""
+    if not (np.isfinite(value) and float(value).is_integer()):
+        raise DataError(
+            f"{source}: row {series.index[pos]}: field {USER_COLUMN!r} is {value!r}; expected "
+            "an integer or a text id (a float id must be a whole number: 3.0 is user 3)"
+        )
+    return int(value)
+
+
+def normalize_user_ids(series: pd.Series, source: str = "user_id") -> pd.Series:
+    """User ids as int64 when every id is a whole number, else as text.
+
+    A whole number may be an int, a float (``3.0``: a column pandas made float) or digits
+    (``"3"``, ``"3.0"``; not ``"007"``, which stays text), so the same ids read from CSV
+    (text), JSONL (numbers) or Parquet (typed) come out equal, and ``0.0`` and ``0`` are one
+    user. In a column of text ids a whole float becomes its int's text (``3.0`` -> ``"3"``).
+    A float that is not a whole number is an error naming its row. Missing ids stay missing
+    (:func:`validate_table` reports them).
+
+    >>> normalize_user_ids(pd.Series([0.0, 1.0])).tolist()
+    [0, 1]
+    >>> normalize_user_ids(pd.Series(["alice", 3.0])).tolist()
+    ['alice', '3']
+    """
+    if series.isna().any():
+        return series
+    if pd.api.types.is_integer_dtype(series):
+        return series.astype("int64")
+    if pd.api.types.is_float_dtype(series):
+        values = series.to_numpy(dtype=float)
+        for pos in np.flatnonzero(~np.isfinite(values) | (values != np.round(values))):
+            _whole(float(values[pos]), series, int(pos), source)
+        return series.astype("int64")
+    out: list = []
+    for pos, v in enumerate(series.tolist()):
+        if isinstance(v, (float, np.floating)):
+            v = _whole(float(v), series, pos, source)
+        elif isinstance(v, np.integer):
+            v = int(v)
+        out.append(v)
+
+    def whole(v) -> bool:
+        return (isinstance(v, int) and not isinstance(v, bool)) or (
+            isinstance(v, str) and _INT_TEXT.fullmatch(v) is not None
+        )
+
+    if all(whole(v) for v in out):
+        return pd.Series(
+            [int(v.split(".")[0]) if isinstance(v, str) else v for v in out],
+            index=series.index,
+            dtype="int64",
+        )
+    return pd.Series(out, index=series.index, dtype=object).astype(str)
+
+
+def _check_numbers(df: pd.DataFrame, source: str, performance_range: Sequence[float] | None) -> None:
+    """Performance (in ``performance_range``), cost (>= 0) and reward: finite floats (in
+    place)."""
     numeric = ["performance", "cost"] + (["reward"] if "reward" in df.columns else [])
     for col in numeric:
         values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
@@ -132,11 +227,26 @@ def _check_numbers(df: pd.DataFrame, source: str) -> None:
                 "expected a finite number"
             )
         df[col] = values
-    if (df["cost"] < 0).any():
-        pos = _first((df["cost"] < 0).to_numpy())
+    negative = (df["cost"] < 0).to_numpy()
+    if negative.any():
+        pos = _first(negative)
         raise DataError(
-            f"{source}: {_row_label(df, pos)}: field 'cost' is {df['cost'].iloc[pos]}; expected a cost >= 0"
+            f"{source}: {_row_label(df, pos)}: field 'cost' is {df['cost'].iloc[pos]}; expected a cost "
+            f">= 0 ({int(negative.sum())} of {len(df)} rows have a negative cost)"
         )
+    if performance_range is not None:
+        lo, hi = (float(x) for x in performance_range)
+        perf = df["performance"].to_numpy()
+        outside = (perf < lo - 1e-9) | (perf > hi + 1e-9)
+        if outside.any():
+            pos = _first(outside)
+            raise DataError(
+                f"{source}: {_row_label(df, pos)}: field 'performance' is {float(perf[pos])!r}, outside the "
+                f"declared range [{lo:g}, {hi:g}] ({int(outside.sum())} of {len(df)} rows are; "
+                f"observed {perf.min():g} to {perf.max():g}); expected the measured quality in "
+                f"[{lo:g}, {hi:g}]: rescale it (a percentage / 100), or give the reader the "
+                "source's own range (performance_range=[low, high])"
+            )
 
 
 def _check_llms_and_splits(df: pd.DataFrame, source: str, llms: Iterable[str] | None) -> None:
@@ -176,6 +286,94 @@ def _check_unique(df: pd.DataFrame, source: str, require_users: bool) -> None:
         )
 
 
+def check_column_names(columns: Iterable, source: str) -> None:
+    """Reject input columns that would silently change what a run does.
+
+    - a reserved name (:data:`RESERVED_COLUMNS`: the pipeline writes these itself);
+    - a known column's name up to case and surrounding spaces (``Split``, ``" cost"``) when
+      the exact column is absent: proute would ignore it (an optional column) or report it
+      missing without saying why.
+    """
+    names = [str(c) for c in columns]
+    known = (USER_COLUMN,) + REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    for name in names:
+        if name in RESERVED_COLUMNS:
+            raise DataError(
+                f"{source}: column {name!r} is reserved: {RESERVED_COLUMNS[name]}; expected no "
+                f"input column of that name: rename it (e.g. to 'input_{name}') or drop it"
+            )
+        like = [k for k in known if name != k and name.strip().lower() == k and k not in names]
+        if like:
+            raise DataError(
+                f"{source}: column {name!r} looks like {like[0]!r} but is not spelled the same "
+                f"(column names are exact and lower case); expected {like[0]!r}: rename it"
+            )
+
+
+def check_cost_units(table: pd.DataFrame, llms: pd.DataFrame, source: str) -> str | None:
+    """A warning (logged and returned) when costs look like another unit than dollars per call.
+
+    Only possible where the LLM table lists prices (dollars per million tokens): a row's
+    cost then implies ``cost * 1e6 / price`` tokens, ``price`` the mean of the LLM's input
+    and output price (rows with cost 0 or an LLM without a price are left out). The
+    heuristic warns when
+
+    - the median call over all such rows implies fewer than 1 or more than 10,000 tokens
+      (:data:`PLAUSIBLE_TOKENS_PER_CALL`; the bundled benchmark implies about 140): the
+      whole column is in another unit, e.g. cents (x100), micro-dollars (x1e6) or a price
+      per thousand tokens (x1000);
+    - the LLMs' medians are over 10 times apart: some LLMs' costs are in another unit than
+      the others' (this one also changes training, since cost is min-max normalised within a
+      task across LLMs). Real verbosity differences stay well inside 10x (the bundled NQ
+      data, with real costs: 3.6x).
+
+    A blind spot: a whole column 100x off on short calls (100 tokens in cents imply
+    10,000) stays inside the bounds.
+
+    Returns ``None`` when nothing looks wrong or nothing can be checked.
+    """
+    if not {"input_price", "output_price"} <= set(llms.columns):
+        return None
+    price = (llms["input_price"].astype(float) + llms["output_price"].astype(float)) / 2
+    price = price[price > 0]
+    row_price = table["llm"].astype(str).map(price).to_numpy(dtype=float)
+    cost = table["cost"].to_numpy(dtype=float)
+    sel = np.isfinite(row_price) & (cost > 0)
+    if not sel.any():
+        return None
+    tokens = pd.Series(cost[sel] * 1e6 / row_price[sel])
+    median = float(tokens.median())
+    lo, hi = PLAUSIBLE_TOKENS_PER_CALL
+    found = []
+    if not lo <= median <= hi:
+        n_out = int(((tokens < lo) | (tokens > hi)).sum())
+        found.append(
+            f"at the LLM table's prices (dollars per million tokens) the median call would use "
+            f"{median:.3g} tokens ({n_out} of {len(tokens)} priced rows imply fewer than {lo:g} or "
+            f"more than {hi:g}); costs in dollars per call imply {lo:g} to {hi:g}. One unit for "
+            "all rows does not change training (costs are compared within a task), but the "
+            "reported costs keep it"
+        )
+    per_llm = tokens.groupby(table["llm"].astype(str).to_numpy()[sel]).median()
+    if per_llm.max() > 10 * per_llm.min():
+        far = np.abs(np.log(per_llm / float(per_llm.median()))).sort_values(ascending=False)
+        shown = ", ".join(f"{k!r} ({per_llm[k]:.3g} tokens)" for k in far.index[:3])
+        found.append(
+            f"the LLMs' costs imply {per_llm.min():.3g} to {per_llm.max():.3g} tokens per call, over "
+            f"10x apart (farthest from the median LLM: {shown}): some LLMs' costs look like "
+            "another unit than the others', which does change training (cost is normalised "
+            "across the LLMs of a task)"
+        )
+    if not found:
+        return None
+    msg = (
+        f"{source}: field 'cost' may not be in dollars per call: {'; '.join(found)} "
+        "(heuristic: proute.data.table.check_cost_units)"
+    )
+    log.warning(msg)
+    return msg
+
+
 @dataclass
 class RoutingData:
     """A routing table with the LLM and task tables it refers to.
@@ -194,12 +392,24 @@ class RoutingData:
     def has_users(self) -> bool:
         return USER_COLUMN in self.table.columns
 
+    @property
+    def source(self) -> str:
+        """The name, with the file or folder it was read from when known (for messages)."""
+        where = self.meta.get("source")
+        return f"{self.name} ({where})" if where and str(where) != self.name else self.name
+
     def validate(self) -> "RoutingData":
-        self.table = validate_table(self.table, self.name, llms=self.llms.index, require_users=self.has_users)
-        missing_tasks = sorted(set(self.table["task"]) - set(self.tasks.index))
+        self.table = validate_table(
+            self.table,
+            self.source,
+            llms=self.llms.index,
+            require_users=self.has_users,
+            performance_range=self.meta.get("performance_range", PERFORMANCE_RANGE),
+        )
+        missing_tasks = sorted(set(self.table["task"].unique()) - set(self.tasks.index))
         if missing_tasks:
             raise DataError(
-                f"{self.name}: task(s) {missing_tasks[:5]} appear in the routing table but "
+                f"{self.source}: task(s) {missing_tasks[:5]} appear in the routing table but "
                 "not in the task table"
             )
         return self

@@ -20,7 +20,7 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
-from proute.data.table import DataError
+from proute.data.table import DataError, normalize_user_ids
 
 PathLike = Union[str, os.PathLike]
 
@@ -151,27 +151,15 @@ def column_floats(series: pd.Series, source: str, field: str, finite: bool = Fal
     return out
 
 
-_INT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")
-
-
-def user_ids(series: pd.Series) -> pd.Series:
-    """User ids as int64 when every id is an integer (as number or digits), else as str.
+def user_ids(series: pd.Series, source: str = "user_id") -> pd.Series:
+    """User ids as int64 when every id is a whole number (``3``, ``3.0``, ``"3"``), else as
+    text; a float id that is not a whole number raises naming its row
+    (:func:`proute.data.table.normalize_user_ids`).
 
     The same ids read from CSV (text), JSONL (numbers) or Parquet (typed) come out equal.
     Missing ids stay missing (``validate_table`` reports them).
     """
-    if series.isna().any():
-        return series
-    if pd.api.types.is_integer_dtype(series):
-        return series.astype("int64")
-    values = series.tolist()
-    if all(
-        (isinstance(v, (int, np.integer)) and not isinstance(v, bool))
-        or (isinstance(v, str) and _INT_TEXT.fullmatch(v) is not None)
-        for v in values
-    ):
-        return pd.Series([int(v) for v in values], index=series.index, dtype="int64")
-    return series.astype(str)
+    return normalize_user_ids(series, source)
 
 
 def is_missing(value: Any) -> bool:

@@ -3,25 +3,30 @@
 - :func:`load_llm_catalogue` / :func:`load_task_descriptions`: the optional JSON LLM and task
   tables a reader may be given;
 - :data:`TASK_DESCRIPTIONS`: built-in descriptions of the benchmark tasks;
-- :func:`finish`: order the columns, validate the table (errors name the source) and build
-  its LLM and task tables, sorted by name, so they do not depend on the order of rows.
+- :func:`finish`: check the column names, order the columns, validate the table (errors name
+  the source), check that no query text is in two splits, and build its LLM and task
+  tables, sorted by name, so they do not depend on the order of rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from proute.data.readers._io import PathLike, as_number, existing_file, load_json, size_from_name
+from proute.data.splits import check_query_disjoint
 from proute.data.table import (
     OPTIONAL_COLUMNS,
+    PERFORMANCE_RANGE,
     REQUIRED_COLUMNS,
     USER_COLUMN,
     DataError,
     RoutingData,
+    check_column_names,
+    check_cost_units,
     make_llm_table,
     make_task_table,
     validate_table,
@@ -193,6 +198,23 @@ def check_query_ids(table: pd.DataFrame, source: str) -> None:
         )
 
 
+def _check_catalogue_covers(
+    table: pd.DataFrame, source: str, missing: Sequence[str], catalogue_path: PathLike
+) -> None:
+    """An LLM table file given explicitly must list every LLM of the routing table."""
+    if not missing:
+        return
+    llm = missing[0]
+    rows = np.flatnonzero((table["llm"] == llm).to_numpy())
+    n_rows = int(table["llm"].isin(set(missing)).sum())
+    raise DataError(
+        f"{source}: row {table.index[rows[0]]}: field 'llm' is {llm!r}, which is not in the LLM "
+        f"table file {catalogue_path}; expected every LLM of the routing table there "
+        f"({len(missing)} missing: {list(missing)[:5]}, {n_rows} rows): add them to "
+        f"{catalogue_path}, or leave the LLM table out to describe each LLM by its name"
+    )
+
+
 def finish(
     table: pd.DataFrame,
     source: str,
@@ -200,12 +222,36 @@ def finish(
     meta: dict[str, Any],
     catalogue: Mapping[str, Mapping[str, Any]] | None = None,
     task_descriptions: Mapping[str, str] | None = None,
+    catalogue_path: PathLike | None = None,
+    performance_range: Sequence[float] | None = PERFORMANCE_RANGE,
 ) -> RoutingData:
-    """Validate ``table`` (errors name ``source``), build the LLM and task tables."""
+    """Validate ``table`` (errors name ``source``), build the LLM and task tables.
+
+    ``catalogue_path``: the LLM table file the user gave (``llms_path``); every LLM of the
+    table must then be in it (README, "Data"). Without it, LLMs missing from ``catalogue``
+    are described by their name and listed in ``meta["llms_not_in_llm_table"]``.
+    ``performance_range`` is the range ``performance`` must lie in; it is kept in ``meta``
+    so the pipeline's later validation uses the same. Costs that look like another unit
+    than dollars are a logged warning, kept in ``meta["cost_unit_warning"]``.
+    """
+    check_column_names(table.columns, source)
     table = order_columns(table)
-    table = validate_table(table, source, require_users=USER_COLUMN in table.columns)
+    table = validate_table(
+        table, source, require_users=USER_COLUMN in table.columns, performance_range=performance_range
+    )
+    if "split" in table.columns:
+        check_query_disjoint(table, source)
     llms, no_entry = llm_table(table["llm"].unique(), catalogue or {})
-    if catalogue and no_entry:
+    if catalogue_path is not None:
+        _check_catalogue_covers(table, source, no_entry, catalogue_path)
+    elif catalogue and no_entry:
         meta["llms_not_in_llm_table"] = no_entry
+    if performance_range is None:
+        meta["performance_range"] = None
+    elif tuple(float(x) for x in performance_range) != PERFORMANCE_RANGE:
+        meta["performance_range"] = [float(x) for x in performance_range]
+    warning = check_cost_units(table, llms, source)
+    if warning:
+        meta["cost_unit_warning"] = warning
     tasks = task_table(table["task"].unique(), task_descriptions)
     return RoutingData(table=table, llms=llms, tasks=tasks, name=name, meta=meta)

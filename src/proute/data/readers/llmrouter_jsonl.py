@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -18,7 +18,7 @@ from proute.data.readers._io import (
     user_ids,
 )
 from proute.data.readers._tables import finish, load_llm_catalogue
-from proute.data.table import USER_COLUMN, DataError, RoutingData
+from proute.data.table import PERFORMANCE_RANGE, USER_COLUMN, DataError, RoutingData
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def read_llmrouter_jsonl(
     path: PathLike,
     candidates_path: PathLike | None = None,
     name: str | None = None,
+    performance_range: Sequence[float] | None = PERFORMANCE_RANGE,
 ) -> RoutingData:
     """Read the LLMRouter library's routing JSONL: one line per (query, model).
 
@@ -61,8 +62,10 @@ def read_llmrouter_jsonl(
     ``cost`` (missing -> 0.0, counted in ``meta["n_missing_cost"]``), ``task_name`` (or
     ``task``; missing -> ``"default"``), ``user_id`` (on every line or on none), ``reward``
     and ``split``. Other fields are ignored. The LLM table comes from ``candidates_path``
-    (``llm_candidates.json`` format) when given, else from the names. The index is the line
-    number.
+    (``llm_candidates.json`` format) when given, else from the names; an LLM the candidates
+    do not list (a local model) is described by its name, as LLMRouter's candidates list
+    only API models, and listed in ``meta["llms_not_in_llm_table"]``. ``performance`` must
+    lie in ``performance_range`` (default [0, 1]). The index is the line number.
     """
     p = existing_file(path)
     source = f"file {p}"
@@ -99,7 +102,7 @@ def read_llmrouter_jsonl(
         raise DataError(f"file {p}: no records")
     table = pd.DataFrame(rows, index=pd.Index(lines, name="row"))
     if USER_COLUMN in table.columns:
-        table[USER_COLUMN] = user_ids(table[USER_COLUMN])
+        table[USER_COLUMN] = user_ids(table[USER_COLUMN], source)
     meta: dict[str, Any] = {
         "source": str(p),
         "n_missing_cost": n_missing_cost,
@@ -109,4 +112,6 @@ def read_llmrouter_jsonl(
         meta["cost_note"] = f"{n_missing_cost} of {len(rows)} lines have no cost; their cost is 0.0"
         log.warning("%s: %s", source, meta["cost_note"])
     catalogue = load_llm_catalogue(candidates_path) if candidates_path is not None else {}
-    return finish(table, source, name or p.stem, meta, catalogue=catalogue)
+    return finish(
+        table, source, name or p.stem, meta, catalogue=catalogue, performance_range=performance_range
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -24,7 +24,7 @@ from proute.data.readers._tables import (
     load_llm_catalogue,
     load_task_descriptions,
 )
-from proute.data.table import USER_COLUMN, DataError, RoutingData
+from proute.data.table import PERFORMANCE_RANGE, USER_COLUMN, DataError, RoutingData
 
 #: File suffixes :func:`read_table` understands.
 NATIVE_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -68,7 +68,7 @@ def _canonical_types(df: pd.DataFrame, source: str) -> pd.DataFrame:
         if col in df.columns:
             df[col] = df[col].map(lambda v: v if is_missing(v) else str(v))
     if USER_COLUMN in df.columns:
-        df[USER_COLUMN] = user_ids(df[USER_COLUMN])
+        df[USER_COLUMN] = user_ids(df[USER_COLUMN], source)
     for col in ("performance", "cost", "reward"):
         if col in df.columns:
             df[col] = column_floats(df[col], source, col)
@@ -80,6 +80,7 @@ def read_table(
     llms_path: PathLike | None = None,
     tasks_path: PathLike | None = None,
     name: str | None = None,
+    performance_range: Sequence[float] | None = PERFORMANCE_RANGE,
 ) -> RoutingData:
     """Read a table already in proute's shape from CSV, JSONL or Parquet (by suffix).
 
@@ -89,10 +90,18 @@ def read_table(
     integers become int64, other ids text, so the same table gives the same frame from any of
     the three formats. The index is the 1-based data row (CSV, Parquet) or line number (JSONL).
 
+    - Columns named ``new_user`` or ``new_llm`` (written by the splits), or a known column's
+      name in another case or with spaces (``Split``), are an error
+      (:func:`proute.data.table.check_column_names`).
+    - ``performance`` must lie in ``performance_range`` (default [0, 1]; ``None``: any finite
+      number).
+    - Query ids: one text per ``query_id``; one text under several ids is kept as several
+      queries, but with a ``split`` column they must share a split
+      (:mod:`proute.data.splits`).
     - LLM table: from ``llms_path`` (JSON ``{name: {description|feature, input_price,
       output_price, size, family}}``; ``llm_candidates.json`` works) when given, else from
-      the LLM names in the file. An LLM missing from ``llms_path`` is described by its name
-      and listed in ``meta["llms_not_in_llm_table"]``.
+      the LLM names in the file. An LLM missing from ``llms_path`` is an error naming the
+      LLM, its first row and both files.
     - Task table: from ``tasks_path`` (JSON ``{task: description}``) when given, else the
       built-in :data:`~proute.data.readers.TASK_DESCRIPTIONS`, else the task name.
     """
@@ -108,6 +117,8 @@ def read_table(
         {"source": str(p), "format": p.suffix.lower().lstrip(".")},
         catalogue=catalogue,
         task_descriptions=descriptions,
+        catalogue_path=llms_path,
+        performance_range=performance_range,
     )
     check_query_ids(data.table, source)
     return data

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,7 @@ from proute.data.readers._io import (
     user_ids,
 )
 from proute.data.readers._tables import finish, load_llm_catalogue
-from proute.data.table import USER_COLUMN, DataError, RoutingData, validate_table
+from proute.data.table import PERFORMANCE_RANGE, USER_COLUMN, DataError, RoutingData, validate_table
 
 _PR_REQUIRED = ("user_id", "performance_preference", "query", "llm", "effect", "cost")
 
@@ -27,7 +27,7 @@ def _routing_columns(df: pd.DataFrame, task_col: str, source: str) -> pd.DataFra
     """The routing table's columns (and ``performance_preference``) of the paper's frame."""
     return pd.DataFrame(
         {
-            USER_COLUMN: user_ids(blank_to_na(df["user_id"])),
+            USER_COLUMN: user_ids(blank_to_na(df["user_id"]), source),
             "query_id": df["query"].map(text_id),
             "query": df["query"],
             "task": blank_to_na(df[task_col]),
@@ -42,14 +42,20 @@ def _routing_columns(df: pd.DataFrame, task_col: str, source: str) -> pd.DataFra
     )
 
 
-def _add_reward(table: pd.DataFrame, df: pd.DataFrame, source: str, meta: dict[str, Any]) -> pd.DataFrame:
+def _add_reward(
+    table: pd.DataFrame,
+    df: pd.DataFrame,
+    source: str,
+    meta: dict[str, Any],
+    performance_range: Sequence[float] | None,
+) -> pd.DataFrame:
     """``table`` with the file's ``reward``, else the paper's cost-efficiency reward."""
     if "reward" in df.columns:
         table["reward"] = column_floats(df["reward"], source, "reward", finite=True)
         meta["reward"] = "read from the file"
         return table
     # Validate first, so a missing task or cost is reported by row, not as a NaN reward.
-    table = validate_table(table, source)
+    table = validate_table(table, source, performance_range=performance_range)
     cost_norm = normalize_cost(table)
     table["reward"] = cost_efficiency_reward(
         table["performance"].to_numpy(dtype=float),
@@ -67,6 +73,7 @@ def read_personalizedrouter_csv(
     path: PathLike,
     llms_path: PathLike | None = None,
     name: str | None = None,
+    performance_range: Sequence[float] | None = PERFORMANCE_RANGE,
 ) -> RoutingData:
     """Read the PersonalizedRouter paper's router CSV (``router_user_data_v1.csv`` shape).
 
@@ -82,6 +89,9 @@ def read_personalizedrouter_csv(
     the cost min-max normalised within each task
     (:func:`proute.data.outcomes.cost_efficiency_reward`,
     :func:`proute.data.outcomes.normalize_cost`). The index is the 1-based data row.
+
+    ``llms_path`` (the paper's ``LLM_Descriptions_v1.json``), when given, must list every LLM
+    of the file. ``effect`` must lie in ``performance_range`` (default [0, 1]).
     """
     p = existing_file(path)
     source = f"file {p}"
@@ -99,7 +109,7 @@ def read_personalizedrouter_csv(
     meta: dict[str, Any] = {"source": str(p), "task_column": task_col}
     if "split" in df.columns:
         table["split"] = df["split"]
-    table = _add_reward(table, df, source, meta)
+    table = _add_reward(table, df, source, meta, performance_range)
     descriptions: dict[str, str] = {}
     if "task_description" in df.columns:
         for task, desc in zip(df[task_col], df["task_description"], strict=True):
@@ -113,4 +123,6 @@ def read_personalizedrouter_csv(
         meta,
         catalogue=catalogue,
         task_descriptions=descriptions,
+        catalogue_path=llms_path,
+        performance_range=performance_range,
     )
