@@ -2,6 +2,12 @@
 
 ``reader → users → split → validate → (encode)``; each step is a Hydra-instantiated object
 (``dataset``, ``users``, ``split``, ``text_encoder`` config groups).
+
+After the split the pipeline checks what training relies on, each a
+:class:`~proute.data.table.DataError` naming the source: no input column with a reserved
+name (:func:`~proute.data.table.check_column_names`), no query text in two splits
+(:func:`~proute.data.splits.check_query_disjoint`) and no empty split
+(:func:`~proute.data.splits.check_split_sizes`).
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from proute.data.outcomes import with_reward
-from proute.data.splits import check_query_disjoint
-from proute.data.table import USER_COLUMN, RoutingData
+from proute.data.splits import check_query_disjoint, check_split_sizes
+from proute.data.table import USER_COLUMN, RoutingData, check_column_names
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +65,26 @@ def prepare(
     timings["read"] = time.perf_counter() - t0
 
     t = time.perf_counter()
+    check_column_names(data.table.columns, data.source)
+    file_rows = data.has_users  # a simulator makes new rows; a table with users keeps its own
     if users is not None:
         data = users(data)
     else:
         data.table = with_reward(data.table)
     if split is not None:
         data = split(data)
+    table = data.table
+    # Keep only the LLMs and tasks the table refers to, in the LLM/task table's order.
+    llms = data.llms[data.llms.index.isin(table["llm"].unique())]
+    tasks = data.tasks[data.tasks.index.isin(table["task"].unique())]
+    data = RoutingData(table, llms, tasks, data.name, data.meta).validate()
+    if "split" in data.table.columns:
+        check_query_disjoint(data.table, data.source, rows=file_rows)
+        check_split_sizes(data.table, data.source, data.meta.get("split"))
     table = data.table.reset_index(drop=True)
     if USER_COLUMN in table.columns:
         table = table.sort_values([USER_COLUMN, "query_id", "llm"], kind="stable", ignore_index=True)
-    # Keep only the LLMs and tasks the table refers to, in the LLM/task table's order.
-    llms = data.llms[data.llms.index.isin(set(table["llm"]))]
-    tasks = data.tasks[data.tasks.index.isin(set(table["task"]))]
-    data = RoutingData(table, llms, tasks, data.name, data.meta).validate()
-    if "split" in data.table.columns:
-        check_query_disjoint(data.table, data.name)
+    data.table = table
     timings["users_split_validate"] = time.perf_counter() - t
 
     query_ids = list(pd.unique(data.table["query_id"].astype(str)))

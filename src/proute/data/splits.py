@@ -1,10 +1,10 @@
 """Train/val/test splits of a user-level routing table.
 
-Every split is by **query text** (``query_id``): a text asked by several users lands in the
-same split for all of them, so no test query's LLM outcomes are ever seen in training
-(the LLM outcomes of a text are the same for every user). Within each task the query ids
-are shuffled with the seed and cut by ``ratios`` (stratified by task), never by file order
-(docs/DESIGN.md §7; §4, flaw 5).
+Every split is by **query text**: a text asked by several users lands in the same split for
+all of them, so no test query's LLM outcomes are ever seen in training (the LLM outcomes of
+a text are the same for every user). Within each task the query texts are shuffled with the
+seed and cut by ``ratios`` (stratified by task), never by file order (docs/DESIGN.md §7;
+§4, flaw 5).
 
 - :class:`QuerySplit` — by query; a ``split`` column already in the data is honoured.
 - :class:`ProvidedSplit` — the data's own ``split`` column, required.
@@ -13,11 +13,31 @@ are shuffled with the seed and cut by ``ratios`` (stratified by task), never by 
   interactions); column ``new_user`` marks them.
 - :class:`NewLLMSplit` — by query, and held-out LLMs have no training rows at all (they are
   seen only through their description); column ``new_llm`` marks them.
+
+Policies (what a run does with data that does not fit the rule above):
+
+- **One text under several query ids.** The ids are kept (they are separate query
+  nodes), but the text is the unit of the split: when proute draws the split, all ids of a
+  text get the same split. When the data brings its own ``split`` column and the ids of one
+  text (or one id, for two users) are in different splits, that is a test leak and a
+  :class:`DataError` naming the source, the ids, their rows and their splits
+  (:func:`check_query_disjoint`). Identity is the exact text, as
+  :func:`proute.data.readers.text_id` hashes it. The bundled data has no such text (its
+  ids are hashes of the text).
+- **Empty splits.** Every split must have rows: train to fit, val to choose the model
+  (early stopping and the weights kept), test for the one final evaluation. Each ratio
+  must be above 0 (there is no opt-out), a drawn split moves one query text into a split
+  the rounding left empty when the data has at least three texts, and an empty split after
+  all is a :class:`DataError` naming the split, the sizes and the split config
+  (:func:`check_split_sizes`).
+- **split_ratio with the data's own split column** is not used; a ratio other than the
+  default is then a logged warning naming both.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -29,48 +49,146 @@ from proute.data.table import SPLITS, USER_COLUMN, DataError, RoutingData
 log = logging.getLogger(__name__)
 
 
+#: The ``split_ratio`` of conf/train.yaml, the value a run has not changed.
+DEFAULT_RATIOS = (0.6, 0.2, 0.2)
+
+
 def _check_ratios(ratios: Sequence[float]) -> np.ndarray:
     r = np.asarray(list(ratios), dtype=float)
-    if r.shape != (3,) or (r < 0).any() or not np.isclose(r.sum(), 1.0):
+    if r.shape != (3,) or not (r > 0).all() or not np.isclose(r.sum(), 1.0):
         raise DataError(
-            f"split: split_ratio={list(ratios)}; expected three non-negative numbers "
-            "[train, val, test] that sum to 1"
+            f"split: split_ratio={list(ratios)}; expected three numbers [train, val, test], each "
+            "> 0, that sum to 1 (train fits the model, val chooses it, test reports it once: "
+            "none may be empty)"
         )
     return r
 
 
-def query_split_labels(table: pd.DataFrame, ratios: Sequence[float], seed: int) -> pd.Series:
-    """A split label per row, assigned per ``query_id`` and stratified by task.
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[:n] + "..."
 
-    In each task (the first task a query id appears under), the sorted query ids are
+
+def _text_units(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per ``query_id`` (text): its ``unit``, the smallest id with the same query
+    text, and the unit's ``task``, the task of the text's first row."""
+    per_id = table.drop_duplicates("query_id")
+    ids = per_id["query_id"].astype(str).to_numpy(dtype=object)
+    text = per_id["query"].astype(str).to_numpy(dtype=object)
+    units = pd.DataFrame({"query_id": ids, "unit": ids, "task": per_id["task"].to_numpy()})
+    shared = pd.Series(text).duplicated(keep=False).to_numpy()
+    if shared.any():  # only texts with several ids need grouping (none in the bundled data)
+        sub = units[shared].assign(text=text[shared])
+        units.loc[shared, "unit"] = sub.groupby("text", sort=False)["query_id"].transform("min")
+        units.loc[shared, "task"] = sub.groupby("text", sort=False)["task"].transform("first")
+    return units
+
+
+def _fill_empty_splits(label: dict, order: list) -> None:
+    """Give each split at least one unit when there are three or more: a split the rounding
+    left empty takes the last unit (in drawing order) of the largest split."""
+    if len(order) < len(SPLITS):
+        return
+    for split in SPLITS:
+        counts = Counter(label.values())
+        if counts[split] == 0:
+            donor = max(SPLITS, key=lambda d: counts[d])
+            unit = next(u for u in reversed(order) if label[u] == donor)
+            label[unit] = split
+            log.warning(
+                "split: the ratios left the %r split without a query text (%d texts in all); "
+                "it takes one from %r",
+                split,
+                len(order),
+                donor,
+            )
+
+
+def query_split_labels(table: pd.DataFrame, ratios: Sequence[float], seed: int) -> pd.Series:
+    """A split label per row, assigned per query text and stratified by task.
+
+    The unit is the text: query ids with the same text share a label (module
+    docstring). In each task (the task of the text's first row), the sorted units are
     shuffled with ``seed`` and the first ``round(r_train · n)`` go to train, the next
-    ``round(r_val · n)`` to val, the rest to test.
+    ``round(r_val · n)`` to val, the rest to test; a split left empty over all tasks takes one
+    unit (:func:`_fill_empty_splits`).
     """
     r = _check_ratios(ratios)
     rng = np.random.default_rng(seed)
-    first_task = table.drop_duplicates("query_id").set_index("query_id")["task"]
+    units = _text_units(table)
+    task_of = units.drop_duplicates("unit").set_index("unit")["task"]
     label: dict = {}
-    for task in sorted(first_task.unique()):
-        ids = np.sort(first_task.index[first_task.to_numpy() == task].to_numpy().astype(str))
+    order: list = []
+    for task in sorted(task_of.unique()):
+        ids = np.sort(task_of.index[task_of.to_numpy() == task].to_numpy().astype(str))
         ids = ids[rng.permutation(len(ids))]
         n_train = int(round(r[0] * len(ids)))
         n_val = int(round(r[1] * len(ids)))
         n_val = min(n_val, len(ids) - n_train)
         for i, qid in enumerate(ids):
             label[qid] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
-    return table["query_id"].astype(str).map(label).astype("category").rename("split")
+            order.append(qid)
+    _fill_empty_splits(label, order)
+    if (units["unit"] != units["query_id"]).any():
+        log.info(
+            "split: %d query texts have several query_ids; each text's ids share a split",
+            units.loc[units["unit"] != units["query_id"], "unit"].nunique(),
+        )
+    of_id = dict(zip(units["query_id"], units["unit"].map(label), strict=True))
+    return table["query_id"].astype(str).map(of_id).astype("category").rename("split")
 
 
-def check_query_disjoint(table: pd.DataFrame, source: str = "split") -> None:
-    """Raise if a query text sits in more than one split."""
-    per_query = table.groupby("query_id")["split"].nunique()
+def _rows(index_labels, rows: bool) -> list[str]:
+    return [f" (row {i})" if rows else "" for i in index_labels]
+
+
+def check_query_disjoint(table: pd.DataFrame, source: str = "split", rows: bool = True) -> None:
+    """Raise if a query text sits in more than one split.
+
+    Both ways a text can leak: one ``query_id`` in two splits (for two users), and two ids
+    of the same text in two splits. ``rows``: the table's index labels are the file's rows,
+    so the message names them.
+    """
+    per_query = table.groupby("query_id", observed=True)["split"].nunique()
     bad = per_query[per_query > 1]
     if len(bad):
         qid = bad.index[0]
-        splits = sorted(table.loc[table["query_id"] == qid, "split"].unique())
+        first = table[table["query_id"] == qid].drop_duplicates("split")
+        where = ", ".join(f"{s!r}{r}" for s, r in zip(first["split"], _rows(first.index, rows), strict=True))
         raise DataError(
-            f"{source}: query_id {qid!r} is in splits {splits}; a query text must be in one "
-            f"split for every user ({len(bad)} such queries)"
+            f"{source}: query_id {qid!r} is in splits {sorted(map(str, first['split']))} "
+            f"({where}); a query text must be in one split for every user ({len(bad)} such queries)"
+        )
+    pairs = table.drop_duplicates(["query", "split"])
+    dup = pairs["query"].duplicated(keep=False).to_numpy()
+    if dup.any():
+        text = pairs["query"].to_numpy()[np.flatnonzero(dup)[0]]
+        hits = pairs[(pairs["query"] == text).to_numpy()]
+        where = ", ".join(
+            f"query_id {q!r} in {s!r}{r}"
+            for q, s, r in zip(hits["query_id"], hits["split"], _rows(hits.index, rows), strict=True)
+        )
+        n = pairs.loc[dup, "query"].nunique()
+        raise DataError(
+            f"{source}: the query text {_short(str(text))!r} is in several splits: {where}; a text "
+            "must be in one split for every user and every query_id, else a held-out query's "
+            f"LLM outcomes are seen in training ({n} such texts): give its rows one split, or "
+            "one query_id"
+        )
+
+
+def check_split_sizes(table: pd.DataFrame, source: str, split_config: dict | None = None) -> None:
+    """Raise if a split has no rows; the message names it, the sizes and the split config."""
+    counts = table.groupby("split", observed=True)["query_id"].nunique()
+    counts = counts.reindex(list(SPLITS), fill_value=0)
+    empty = [s for s in SPLITS if counts[s] == 0]
+    if empty:
+        sizes = ", ".join(f"{s} {int(counts[s])}" for s in SPLITS)
+        raise DataError(
+            f"{source}: the {empty[0]!r} split has no rows (query texts per split: {sizes}; "
+            f"split config: {split_config}); expected rows in every split: train fits the "
+            "model, val chooses it (early stopping and the weights kept), test reports it once, "
+            f"and there is no opt-out. A split column in the data needs rows with split="
+            f"{empty[0]!r}; a split drawn by proute has one when the data has three query texts"
         )
 
 
@@ -85,6 +203,7 @@ class QuerySplit:
         table = data.table
         if "split" in table.columns:
             log.info("%s: using the split column found in the data", data.name)
+            self._warn_ratio_unused(data)
             return table
         return table.assign(
             split=query_split_labels(table, self.ratios, self.seed).to_numpy(dtype=object)
@@ -97,6 +216,22 @@ class QuerySplit:
     def describe(self) -> dict:
         return {"kind": type(self).__name__, "ratios": list(self.ratios), "seed": self.seed}
 
+    def _warn_ratio_unused(self, data: RoutingData) -> None:
+        """split_ratio does nothing with the data's own split column: say so when it was changed."""
+        try:
+            changed = tuple(float(x) for x in self.ratios) != DEFAULT_RATIOS
+        except (TypeError, ValueError):
+            changed = True
+        if changed:
+            log.warning(
+                "%s: split_ratio=%s is not used: the data has its own 'split' column, which "
+                "%s uses as it is; remove the split_ratio override, or drop the column to draw "
+                "a split",
+                data.source,
+                list(self.ratios),
+                type(self).__name__,
+            )
+
 
 @dataclass
 class ProvidedSplit(QuerySplit):
@@ -105,9 +240,10 @@ class ProvidedSplit(QuerySplit):
     def base(self, data: RoutingData) -> pd.DataFrame:
         if "split" not in data.table.columns:
             raise DataError(
-                f"{data.name}: split=provided, but the table has no 'split' column "
+                f"{data.source}: split=provided, but the table has no 'split' column "
                 f"(expected values {list(SPLITS)}); use split=by_query"
             )
+        self._warn_ratio_unused(data)
         return data.table
 
 

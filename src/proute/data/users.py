@@ -24,6 +24,8 @@ Simulators:
 
 A dataset that already has users (a ``user_id`` column) is used unchanged; if it lacks a
 ``reward`` column, ``reward = performance`` (:func:`proute.data.outcomes.with_reward`).
+A dataset without users but with a ``reward`` column is an error: a simulator writes each
+user's reward and would silently replace the file's.
 """
 
 from __future__ import annotations
@@ -114,6 +116,13 @@ class UserSimulator:
         if data.has_users:
             return RoutingData(
                 with_reward(data.table), data.llms, data.tasks, data.name, {**data.meta, "users": "from data"}
+            )
+        if "reward" in data.table.columns:
+            raise DataError(
+                f"{data.source}: column 'reward' is in a table without 'user_id'; users="
+                f"{type(self).__name__} simulates users and writes each user's reward, which "
+                "would replace the file's: add a user_id column (with users=from_data) to keep "
+                "it, or rename or drop the column"
             )
         rng = np.random.default_rng(self.seed)
         profiles = self.user_profiles(rng, data)
