@@ -134,7 +134,7 @@ def test_bench_script_runs_and_writes_its_results(tmp_path, cache_dir):
     for section in ("== 1. training", "== 2. one training step", "== 3. routing latency", "== 4. scaling"):
         assert section in proc.stdout
     result = json.loads((tmp_path / "bench.json").read_text())
-    assert result["training"]["default"]["ok"] and result["training"]["minibatch"]["ok"]
+    assert result["training"]["fullgraph"]["ok"] and result["training"]["minibatch"]["ok"]
     assert {p["users"] for p in result["scale"]["points"]} == {2, 3}
     assert all(p["ok"] for p in result["scale"]["points"])
     assert (tmp_path / "scaling.png").stat().st_size > 0

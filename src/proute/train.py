@@ -96,6 +96,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     (written after every artefact) or ``failed`` / ``interrupted``; a directory that holds
     a finished run is refused unless ``overwrite=true``.
     """
+    from proute.config import validate_config
+
+    validate_config(cfg)  # before the run directory is claimed or any data is read
     resume = bool(cfg.get("resume", False))
     with lifecycle.RunLifecycle(run_dir, overwrite=bool(cfg.get("overwrite", False)), resume=resume) as life:
         out = _run(cfg, Path(run_dir), life, resume)
