@@ -14,6 +14,7 @@ import pytest
 from proute.data.text_encoders import (
     EmbeddingCache,
     EmbeddingCacheError,
+    EmbeddingCacheWarning,
     ModelNotAvailableError,
     TextEncoder,
     text_hash,
@@ -149,6 +150,13 @@ def test_cuda_without_cuda_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
         enc._resolve_device()
     with pytest.raises(ValueError, match="device"):
         TextEncoder(device="gpu")
+
+
+def test_reexports_cache_errors_and_warnings() -> None:
+    from proute.data import embedding_cache
+
+    assert EmbeddingCacheError is embedding_cache.EmbeddingCacheError
+    assert EmbeddingCacheWarning is embedding_cache.EmbeddingCacheWarning
 
 
 # ---------------------------------------------------------------------------- the cache

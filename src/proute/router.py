@@ -24,9 +24,10 @@ field): reordering ``llms`` would otherwise route to the wrong names. Formats 1 
 hashes; they load unverified with a :class:`RouterIntegrityWarning`.
 
 Threads: one router may serve many threads. Its lazy state (the text encoder) is created
-once under a lock, and the first encode, which loads the transformers model, runs under a
-process-wide lock (transformers' ``from_pretrained`` patches torch's module creation for the
-whole process while it runs, so two concurrent loads, or a load beside a router being built,
+once under a lock; the encoder loads its transformers model once, under the process-wide
+:data:`~proute.data.text_encoders.MODEL_LOAD_LOCK`, which :meth:`PersonalizedRouter.load`
+also holds while it builds the GNN (transformers' ``from_pretrained`` patches torch's module
+creation for the whole process while it runs, so a load beside a router being built would
 leave modules on the meta device).
 """
 
@@ -45,6 +46,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from proute.data.text_encoders import MODEL_LOAD_LOCK
+
 FORMAT_VERSION = 3
 # Format 1 (proute before the conv registry): model hyperparameters were flat arguments and
 # the GNN's weights were named ``encoder.*``; it is read by translating both.
@@ -61,11 +64,10 @@ _REBUILD = (
     "with PersonalizedRouter.load(dir, verify=False) and save it again to record new hashes."
 )
 
-# Held while a router builds torch modules or loads its text encoder's model: transformers'
-# from_pretrained patches torch's module init process-wide (init_empty_weights: new
-# parameters on the meta device) for as long as it runs, so nothing else may build modules
-# meanwhile, and two loads at once can leave the patch in place for good.
-_MODEL_INIT_LOCK = threading.RLock()
+# Held while a router builds torch modules; the same process-wide lock under which every
+# TextEncoder loads its model: transformers' from_pretrained patches torch's module init
+# process-wide (init_empty_weights: new parameters on the meta device) while it runs.
+_MODEL_INIT_LOCK = MODEL_LOAD_LOCK
 
 
 def _upgrade_v1(hparams: dict, weights: dict) -> tuple[dict, dict]:
@@ -212,7 +214,6 @@ class PersonalizedRouter:
         self.task_centroids = task_centroids.to(self.device)
         self._encoder = encoder
         self._lock = threading.Lock()
-        self._encoder_warm = False  # True once an encode has run (and loaded the model)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -403,18 +404,10 @@ class PersonalizedRouter:
     def encode(self, queries: Sequence[str]) -> np.ndarray:
         """Embeddings of ``queries`` with the router's encoder; safe from many threads.
 
-        The first encode loads the model; it runs alone, under a process-wide lock
-        (:class:`~proute.data.text_encoders.TextEncoder` loads lazily and without a lock,
-        and transformers' loading is not thread-safe). Later encodes run concurrently.
+        The first encode loads the model (once, under
+        :data:`~proute.data.text_encoders.MODEL_LOAD_LOCK`); encodes run concurrently.
         """
-        encoder = self.encoder
-        if not self._encoder_warm:
-            with _MODEL_INIT_LOCK:
-                if not self._encoder_warm:
-                    out = encoder.encode(list(queries))
-                    self._encoder_warm = True
-                    return out
-        return encoder.encode(list(queries))
+        return self.encoder.encode(list(queries))
 
     def user_index(self, user_id) -> int:
         try:

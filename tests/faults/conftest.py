@@ -3,6 +3,8 @@
 Every case feeds one bad input or fault and asserts three things: the error type, that the
 message names the file / row / field or config key, and that nothing already on disk
 changed. :func:`tree_hashes` is the "before and after" of the last check.
+
+Fixture ``trained``: the router directory of one tiny training run, per test module.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data"
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -40,3 +44,22 @@ def unchanged():
         )
 
     return check
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache_dir) -> Path:
+    """The router directory of one tiny training run (``debug=default`` on the fixtures,
+    real MiniLM), once per test module. Read-only: copy it to edit it."""
+    from proute.config import compose
+    from proute.train import run
+
+    run_dir = tmp_path_factory.mktemp("run")
+    overrides = [
+        "debug=default",
+        f"paths.data_dir={FIXTURES}",
+        f"paths.cache_dir={cache_dir}",
+        f"hydra.run.dir={run_dir}",
+        "train_epoch=1",
+    ]
+    run(compose("train", overrides), run_dir)
+    return run_dir / "router"

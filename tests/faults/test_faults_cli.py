@@ -2,7 +2,7 @@
 missing or edited routers. Each ends in one ``proute infer: <where>: <what>`` line and a
 non-zero exit, never a traceback, and prints no partial results.
 
-The router is the one of tests/faults/test_faults_router.py (fixture ``trained``).
+The router is one tiny trained router per module (fixture ``trained`` of conftest.py).
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import test_faults_router
 
 from proute.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-trained = test_faults_router.trained  # the fixture: one tiny trained router per module
 GOOD = '{"query": "What is 2 + 2?", "user_id": 0}'
 
 

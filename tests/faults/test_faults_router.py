@@ -1,8 +1,8 @@
 """Fault matrix of the exported router (proute.router): concurrent first use, edited or
 damaged router directories, older formats, file permissions and bad requests.
 
-One tiny router is trained per module (``debug=default`` on the fixtures, real MiniLM);
-cases that edit it work on a copy.
+One tiny router is trained per module (fixture ``trained`` of tests/faults/conftest.py,
+real MiniLM); cases that edit it work on a copy.
 """
 
 from __future__ import annotations
@@ -13,31 +13,13 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from proute.router import FORMAT_VERSION, PersonalizedRouter, RouterFormatError, RouterIntegrityWarning
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data"
 REBUILD = "export it again from its training run"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, cache_dir) -> Path:
-    """The router directory of one tiny training run (read-only: copy it to edit it)."""
-    from proute.config import compose
-    from proute.train import run
-
-    run_dir = tmp_path_factory.mktemp("run")
-    overrides = [
-        "debug=default",
-        f"paths.data_dir={FIXTURES}",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.run.dir={run_dir}",
-        "train_epoch=1",
-    ]
-    run(compose("train", overrides), run_dir)
-    return run_dir / "router"
 
 
 @pytest.fixture
@@ -55,26 +37,37 @@ def requests_for(router: PersonalizedRouter, n: int = 16) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- thread safety
-def route_from_threads(router: PersonalizedRouter, requests: list[dict], n_threads: int):
-    """Route ``requests`` from ``n_threads`` threads released together; (results, errors)."""
+def from_threads(n_threads: int, work) -> tuple[list, list[str]]:
+    """``work(k)`` for each k < ``n_threads``, from threads released together by a barrier;
+    (results by k, errors)."""
     barrier = threading.Barrier(n_threads)
-    results: list = [None] * len(requests)
+    results: list = [None] * n_threads
     errors: list[str] = []
 
-    def work(k: int) -> None:
+    def run(k: int) -> None:
         barrier.wait()
         try:
-            for i in range(k, len(requests), n_threads):
-                results[i] = router.route_single(requests[i])
+            results[k] = work(k)
         except Exception as exc:  # collected: a thread's exception would be lost
             errors.append(f"{type(exc).__name__}: {exc}")
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n_threads)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return results, errors
+
+
+def route_from_threads(router: PersonalizedRouter, requests: list[dict], n_threads: int):
+    """Route ``requests`` from ``n_threads`` threads released together; (results, errors)."""
+    results: list = [None] * len(requests)
+
+    def work(k: int) -> None:
+        for i in range(k, len(requests), n_threads):
+            results[i] = router.route_single(requests[i])
+
+    return results, from_threads(n_threads, work)[1]
 
 
 def test_concurrent_first_use_routes_as_sequential(trained):
@@ -89,6 +82,33 @@ def test_concurrent_first_use_routes_as_sequential(trained):
         assert not errors, f"round {round_}: {errors[:3]}"
         assert results == expected, f"round {round_}"
     assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
+
+
+def test_concurrent_first_encode_of_one_text_encoder():
+    """Eight threads call encode at once on one fresh TextEncoder (model not loaded yet):
+    each gets the sequential result, the model loads once, and torch still builds ordinary
+    (non-meta) modules afterwards; five rounds, a fresh encoder each."""
+    from proute.data.text_encoders import TextEncoder
+
+    texts = [f"Question {i} about {t}?" for i, t in enumerate(["algebra", "chemistry", "Paris"] * 3)]
+    expected = TextEncoder(show_progress=False, batch_size=4).encode(texts)
+    for round_ in range(5):
+        encoder = TextEncoder(show_progress=False, batch_size=4)
+        results, errors = from_threads(8, lambda _k, enc=encoder: enc.encode(texts))
+        assert not errors, f"round {round_}: {errors[:3]}"
+        for out in results:
+            np.testing.assert_allclose(out, expected, atol=1e-5, err_msg=f"round {round_}")
+        assert encoder.n_model_loads == 1, f"round {round_}"
+        assert torch.nn.Linear(2, 2).weight.device.type == "cpu", f"round {round_}"
+
+
+def test_router_and_encoders_share_one_reentrant_model_lock():
+    from proute import router as router_module
+    from proute.data.text_encoders import MODEL_LOAD_LOCK, TextEncoder
+
+    assert router_module._MODEL_INIT_LOCK is MODEL_LOAD_LOCK
+    with MODEL_LOAD_LOCK, MODEL_LOAD_LOCK:  # re-entrant: a load under the held lock works
+        assert TextEncoder(show_progress=False).encode(["held"]).shape == (1, 384)
 
 
 # ---------------------------------------------------------------------- integrity

