@@ -181,13 +181,17 @@ def test_router_points_tables_and_plots(outcomes, tmp_path):
         }
         return {"per_user": users}
 
-    metrics = {"test": block(0.1), "baselines": {"test": {"per_user": block(0.0)}}}
+    oracle = {**block(1.0), "upper_bound": True}
+    metrics = {"test": block(0.1), "baselines": {"test": {"per_user": block(0.0), "oracle": oracle}}}
     table = analysis.per_user_table(metrics, "reward")
     assert list(table.columns) == ["gnn", "per_user"] and list(table.index) == ["0", "1"]
+    assert list(analysis.per_user_table(metrics, upper_bounds=True).columns) == ["gnn", "per_user", "oracle"]
     assert table.loc["1", "gnn"] == pytest.approx(1.1)
     router_pts = analysis.router_points_from_metrics(metrics)
     assert len(router_pts) == 4 and set(router_pts["kind"]) == {"router"}
     pts = analysis.cost_quality_points(outcomes, router_points=router_pts)
+    none = analysis.router_points_from_metrics(metrics, names=[])
+    assert set(analysis.cost_quality_points(outcomes, router_points=none)["kind"]) == {"llm", "oracle"}
     aiqs = analysis.aiq_table(pts)
     assert list(aiqs.columns) == [analysis.LLM_FRONTIER, "gnn", "per_user"]
     # user 0: LLMs (1, .5) and (3, 1); the routers sit on the cheap LLM: the chord's AIQ
@@ -272,3 +276,18 @@ def test_loaders_read_the_files_a_run_may_write(outcomes, tmp_path):
     assert list(loaded) == ["per_user"] and len(loaded["per_user"]) == len(picks)
     assert analysis.load_queries(tmp_path).to_dict() == {"q1": "1 + 1", "q2": "2 + 2"}
     assert analysis.load_picks(tmp_path)["query_id"].tolist() == picks["query_id"].tolist()
+
+
+def test_only_lookup_table_baselines_are_refitted(outcomes):
+    assert analysis.refittable(["random", "per_user", "per_user_task", "no_such"]) == [
+        "random",
+        "per_user",
+        "per_user_task",
+    ]
+    from proute.baselines import BASELINES
+
+    for name in ("oracle", "knn", "mlp", "mf"):  # where the installed proute has them
+        if name in BASELINES:
+            assert analysis.refittable([name]) == []
+            with pytest.raises(ValueError, match="cannot be refitted"):
+                analysis.baseline_picks(outcomes.assign(split="test"), outcomes, ["cheap", "strong"], [name])

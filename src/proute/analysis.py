@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -127,7 +128,9 @@ def load_baseline_picks(
     Reads ``test_baseline_picks.csv`` (those columns plus ``router``) when the run wrote
     one; otherwise refits the baselines of ``metrics.json`` (or ``names``) on the train
     rows of :func:`load_table` (:func:`baseline_picks`), with the run's LLM order from
-    ``router/router.json``, and checks their mean rewards against ``metrics.json``.
+    ``router/router.json``; a baseline that cannot be refitted (:func:`refittable`) or
+    whose refitted mean test reward differs from ``metrics.json`` is left out with a
+    warning.
     """
     run_dir = Path(run_dir)
     metrics = load_metrics(run_dir)
@@ -140,15 +143,28 @@ def load_baseline_picks(
             for n, g in frame.groupby("router")
             if n in names
         }
+    if not names:
+        return {}
+    refit = refittable(names)
+    if len(refit) < len(names):
+        warnings.warn(
+            f"{run_dir}: baselines {[n for n in names if n not in refit]} cannot be refitted here "
+            f"(they need query embeddings, hyperparameter selection or the test rewards); the run "
+            f"has no {BASELINE_PICKS_FILE} with their picks",
+            stacklevel=2,
+        )
     llms = json.loads((run_dir / "router" / "router.json").read_text())["llms"]
-    out = baseline_picks(load_table(run_dir), load_picks(run_dir), llms, names)
-    for name, picks in out.items():
+    out = baseline_picks(load_table(run_dir), load_picks(run_dir), llms, refit)
+    for name in list(out):
         recorded = metrics["baselines"]["test"].get(name, {}).get("overall", {}).get("reward")
-        if recorded is not None and not math.isclose(picks["reward"].mean(), recorded, abs_tol=1e-6):
-            raise ValueError(
-                f"{run_dir}: the refitted {name} baseline has test reward {picks['reward'].mean():.6f}, "
-                f"metrics.json says {recorded:.6f}; the data or the baseline changed since the run"
+        got = float(out[name]["reward"].mean())
+        if recorded is not None and not math.isclose(got, recorded, abs_tol=1e-6):
+            warnings.warn(
+                f"{run_dir}: the refitted {name} baseline has test reward {got:.6f}, metrics.json "
+                f"says {recorded:.6f} (the data or the baseline changed since the run); left out",
+                stacklevel=2,
             )
+            del out[name]
     return out
 
 
@@ -212,6 +228,9 @@ def baseline_picks(
     """
     from proute.baselines import BASELINES
 
+    bad = [n for n in names if n not in refittable([n])]
+    if bad:
+        raise ValueError(f"baselines {bad} cannot be refitted from the routing table alone")
     llms = list(llms)
     test = table.loc[table["split"] == "test"]
     pairs = pairs[KEY + ["task"]].reset_index(drop=True)
@@ -224,6 +243,22 @@ def baseline_picks(
         chosen["llm"] = np.asarray(llms, dtype=object)[choice]
         out[name] = attach_outcomes(chosen, test)
     return out
+
+
+def refittable(names: Sequence[str]) -> list[str]:
+    """The baselines among ``names`` that :func:`baseline_picks` can refit from the routing
+    table alone: known ones that need no query embeddings, select no hyperparameters on
+    validation and do not read the evaluated rewards (the oracle)."""
+    from proute.baselines import BASELINES
+
+    def ok(cls) -> bool:
+        return not (
+            getattr(cls, "needs_query_emb", False)
+            or getattr(cls, "uses_eval_rewards", False)
+            or getattr(cls, "grid", None)
+        )
+
+    return [n for n in names if n in BASELINES and ok(BASELINES[n])]
 
 
 def _dense(outcomes: pd.DataFrame, pairs: pd.DataFrame, llms: list[str], col: str) -> np.ndarray:
@@ -303,7 +338,7 @@ def cost_quality_points(
         chosen = attach_outcomes(_merge_keys(p[KEY + ["llm"]], pairs, KEY, how="inner"), o)
         frames.append(summarise(chosen, ["_group"]).assign(kind="router", name=name))
     out = pd.concat(frames, ignore_index=True).rename(columns={"_group": "user_id"})
-    if router_points is not None:
+    if router_points is not None and len(router_points):
         extra = router_points.assign(user_id=router_points["user_id"].astype(str))
         out = pd.concat([out, extra[out.columns.intersection(extra.columns)]], ignore_index=True)
     order = {u: i for i, u in enumerate(_natural(out["user_id"].unique()))}
@@ -313,12 +348,19 @@ def cost_quality_points(
     return out[["user_id", "kind", "name", "cost", "performance", "reward", "n"]].reset_index(drop=True)
 
 
+def _router_blocks(metrics: Mapping[str, Any], split: str, upper_bounds: bool) -> dict[str, Any]:
+    """``{"gnn": ..., baseline: ...}`` metric blocks of ``split``; upper bounds (the
+    ``oracle`` baseline, ``"upper_bound": true``) only when asked for."""
+    blocks = {GNN: metrics[split], **metrics.get("baselines", {}).get(split, {})}
+    return {n: b for n, b in blocks.items() if upper_bounds or not b.get("upper_bound", False)}
+
+
 def router_points_from_metrics(
     metrics: Mapping[str, Any], split: str = "test", names: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Per-user (cost, performance, reward) of the GNN (``name="gnn"``) and the baselines
-    of ``metrics.json``, in the points layout of :func:`cost_quality_points`."""
-    blocks = {GNN: metrics[split], **metrics.get("baselines", {}).get(split, {})}
+    of ``metrics.json`` (upper bounds left out: :func:`cost_quality_points` has the oracle),
+    in the points layout of :func:`cost_quality_points`."""
     rows = [
         {
             "user_id": str(u),
@@ -326,17 +368,20 @@ def router_points_from_metrics(
             "name": name,
             **{k: m[k] for k in ("cost", "performance", "reward", "n")},
         }
-        for name, block in blocks.items()
+        for name, block in _router_blocks(metrics, split, upper_bounds=False).items()
         if names is None or name in names
         for u, m in block["per_user"].items()
     ]
     return pd.DataFrame(rows, columns=["user_id", "kind", "name", "cost", "performance", "reward", "n"])
 
 
-def per_user_table(metrics: Mapping[str, Any], metric: str = "reward", split: str = "test") -> pd.DataFrame:
+def per_user_table(
+    metrics: Mapping[str, Any], metric: str = "reward", split: str = "test", upper_bounds: bool = False
+) -> pd.DataFrame:
     """User × router table of one per-user metric (``reward``, ``accuracy``,
-    ``reward_ratio``, …): the GNN and every baseline of ``metrics.json``."""
-    blocks = {GNN: metrics[split], **metrics.get("baselines", {}).get(split, {})}
+    ``reward_ratio``, …): the GNN and every baseline of ``metrics.json``; upper bounds
+    (the ``oracle`` baseline) only with ``upper_bounds=True``."""
+    blocks = _router_blocks(metrics, split, upper_bounds)
     table = pd.DataFrame(
         {name: {u: m[metric] for u, m in b["per_user"].items()} for name, b in blocks.items()}
     )
