@@ -99,3 +99,26 @@ def write_run_report(
     summary["parameters"] = n_params
     logger.log_summary(summary)
     return report
+
+
+def write_test_outcomes(run_dir: Path, table: pd.DataFrame, baselines: dict) -> None:
+    """What per-pair analysis needs beside ``test_picks.csv`` (proute.analysis, the notebook):
+
+    - ``test_outcomes.parquet``: every observed (user, query, LLM) of the test split with
+      its performance, cost and reward (the single-LLM and oracle points);
+    - ``test_baseline_picks.csv``: each baseline's pick per test pair (columns of
+      ``test_picks.csv`` plus ``router``);
+    - ``test_queries.parquet``: the text and task of each test query id.
+    """
+    test = table[table["split"] == "test"]
+    cols = ["user_id", "query_id", "task", "llm", "performance", "cost", "reward"]
+    out = test[cols].copy()
+    for col in ("user_id", "query_id", "task", "llm"):
+        out[col] = out[col].astype(str)
+    out.to_parquet(run_dir / "test_outcomes.parquet", index=False)
+    picks = [m["picks"].assign(router=name) for name, m in baselines.get("test", {}).items() if "picks" in m]
+    if picks:
+        pd.concat(picks, ignore_index=True).to_csv(run_dir / "test_baseline_picks.csv", index=False)
+    queries = test.drop_duplicates("query_id")[["query_id", "task", "query"]].copy()
+    queries["query"] = queries["query"].astype(str)
+    queries.astype({"query_id": str, "task": str}).to_parquet(run_dir / "test_queries.parquet", index=False)

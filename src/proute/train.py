@@ -110,11 +110,11 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
     import torch
     from hydra.utils import instantiate
 
-    from proute.baselines import evaluate_baselines
+    from proute.baselines import evaluate_baselines_by_split
     from proute.data.pipeline import prepare_from_config
     from proute.metrics import flat
     from proute.provenance import environment
-    from proute.reporting import write_history, write_run_report
+    from proute.reporting import write_history, write_run_report, write_test_outcomes
     from proute.trainer import resolve_device, seed_everything
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -166,15 +166,18 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
         val = trainer.evaluate(model, rg, "val")
         test = trainer.evaluate(model, rg, "test")  # the one and only test evaluation
         train_rows = table[table["split"] == "train"]
-        baselines = {
-            split: evaluate_baselines(
-                train_rows, *rg.split_block(split), list(rg.llms), names=list(cfg.baselines)
-            )
-            for split in ("val", "test")
-        }
+        # Fitted baselines (knn, mlp, mf) choose their hyperparameters on val alone.
+        baselines = evaluate_baselines_by_split(
+            train_rows,
+            {split: rg.split_block(split) for split in ("val", "test")},
+            list(rg.llms),
+            names=list(cfg.baselines),
+            query_emb=(prepared.query_ids, prepared.query_emb),
+        )
         timing = run_timing(history, trainer.best_epoch, rg, data_seconds, train_seconds)
         timing.update({f"data_{k}_seconds": v for k, v in prepared.timings.items()})
         report = write_run_report(run_dir, val, test, baselines, history, timing, n_params, logger)
+        write_test_outcomes(run_dir, table, baselines)
         if cfg.export_router:
             from proute.router import PersonalizedRouter
 

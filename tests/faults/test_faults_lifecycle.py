@@ -84,7 +84,14 @@ def test_finished_is_written_after_every_artefact(train_cfg, tmp_path, monkeypat
 
     monkeypatch.setattr(lc.RunLifecycle, "finish", spy)
     run(train_cfg("train_epoch=1"), tmp_path)
-    for name in ("metrics.json", "history.csv", "per_user.png", "router", "config.yaml"):
+    for name in (
+        "metrics.json",
+        "history.csv",
+        "per_user.png",
+        "router",
+        "config.yaml",
+        "test_outcomes.parquet",
+    ):
         assert name in seen["files"], name
     assert _status(tmp_path)["state"] == "finished"
 
