@@ -68,8 +68,19 @@ def write_history(run_dir: Path, history: list[dict]) -> Path:
 
 
 def write_run_report(
-    run_dir: Path, val: dict, test: dict, baselines: dict, history: list, timing: dict, n_params: int, logger
+    run_dir: Path,
+    val: dict,
+    test: dict,
+    baselines: dict,
+    history: list,
+    timing: dict,
+    n_params: int,
+    logger,
+    live: dict | None = None,
 ) -> dict:
+    """``metrics.json`` and the per-user outputs. ``val``/``test``: the gold-task protocol
+    (each query's task label given, as in the paper); ``live``: the exported router without
+    task labels (``{"mode", "val", "test"}``, proute.train.live_protocol)."""
     report = {
         "val": _jsonable(val),
         "test": _jsonable(test),
@@ -79,6 +90,14 @@ def write_run_report(
         "timing": timing,
         "parameters": n_params,
     }
+    if live is not None:
+        report["live"] = {
+            "mode": live["mode"],
+            **{
+                split: {**_jsonable(live[split]), "task_accuracy": live[split]["task_accuracy"]}
+                for split in ("val", "test")
+            },
+        }
     _atomic_text(run_dir / "metrics.json", json.dumps(report, indent=2, default=float))
     write_history(run_dir, history)
     per_user = per_user_frame(test)
@@ -93,6 +112,9 @@ def write_run_report(
     logger.log_table("test/per_user", per_user, bars=[("user_id", "accuracy"), ("user_id", "reward")])
     summary = {f"test/{k}": v for k, v in test["overall"].items()}
     summary.update({f"val/{k}": v for k, v in val["overall"].items()})
+    if live is not None:
+        summary.update({f"test_live/{k}": v for k, v in live["test"]["overall"].items()})
+        summary["test_live/task_accuracy"] = live["test"]["task_accuracy"]
     for name, m in baselines.get("test", {}).items():
         summary.update({f"baseline/{name}/test_{k}": v for k, v in m["overall"].items()})
     summary.update(timing)

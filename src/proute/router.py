@@ -7,8 +7,9 @@ Layout of an exported router directory::
                            integrity (sha256 of the two files below and of the id lists)
     weights.safetensors    the model's weights
     context.safetensors    the cached per-layer states of the user, task and LLM nodes
-                           (what a new query node receives messages from) and the task
-                           centroids used to infer a query's task
+                           (what a new query node receives messages from), the task
+                           classifier that infers a request's task when it gives none
+                           (proute.task_inference) and the task centroids of older routers
 
 Nothing is unpickled: weights are safetensors, metadata JSON (torch before 2.6 can run
 code from a crafted ``torch.load`` file). Routing a query never touches the training
@@ -55,7 +56,7 @@ FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
 
 #: Fields of router.json whose sha256 is recorded (they decide what a route means).
-HASHED_FIELDS = ("llms", "users", "tasks", "model", "query_dim", "encoder")
+HASHED_FIELDS = ("llms", "users", "tasks", "model", "query_dim", "encoder", "task_inference")
 # Encoder settings that change how, not what, it computes: free to edit.
 _ENCODER_RUNTIME_KEYS = frozenset({"device", "batch_size", "show_progress"})
 _REBUILD = (
@@ -199,6 +200,7 @@ class PersonalizedRouter:
         task_centroids: torch.Tensor,
         encoder=None,
         device: str | torch.device = "cpu",
+        task_classifier=None,
     ):
         from proute.models.model import ContextCache
 
@@ -212,6 +214,9 @@ class PersonalizedRouter:
         self._user_index = {str(u): i for i, u in enumerate(self.users)}
         self._task_index = {t: i for i, t in enumerate(self.tasks)}
         self.task_centroids = task_centroids.to(self.device)
+        self.task_classifier = None if task_classifier is None else task_classifier.to(self.device)
+        # how a query without a task is scored (proute.task_inference): chosen at export
+        self.task_mode: str = meta.get("task_inference", {}).get("mode", "hard")
         self._encoder = encoder
         self._lock = threading.Lock()
 
@@ -234,6 +239,7 @@ class PersonalizedRouter:
             if len(ids):
                 c = np.mean([emb[q] for q in ids], axis=0)
                 centroids[i] = c / max(np.linalg.norm(c), 1e-12)
+        classifier, task_info = cls._fit_task_classifier(table, emb, list(rg.tasks))
         encoder_cfg = OmegaConf.to_container(cfg.text_encoder, resolve=True)
         encoder_cfg = {k: v for k, v in encoder_cfg.items() if k not in ("cache_dir",)}
         llm_table = prepared.data.llms.reindex(rg.llms)
@@ -249,8 +255,25 @@ class PersonalizedRouter:
             "dataset": prepared.data.name,
             "environment": environment,
             "config": OmegaConf.to_container(cfg, resolve=True),
+            "task_inference": {"method": "softmax_regression", "mode": "hard", **task_info},
         }
-        return cls(model, context, meta, torch.from_numpy(centroids), device="cpu")
+        return cls(
+            model, context, meta, torch.from_numpy(centroids), device="cpu", task_classifier=classifier
+        )
+
+    @staticmethod
+    def _fit_task_classifier(table, emb: dict, tasks: list[str]):
+        """The task classifier of the training queries, its L2 chosen on the val queries."""
+        from proute.task_inference import TaskClassifier
+
+        index = {t: i for i, t in enumerate(tasks)}
+        parts = {}
+        for split in ("train", "val"):
+            q = table.loc[table["split"] == split].drop_duplicates("query_id")
+            q = q[q["task"].astype(str).isin(index)]
+            x = np.stack([emb[i] for i in q["query_id"]]) if len(q) else None
+            parts[split] = (x, [index[str(t)] for t in q["task"]])
+        return TaskClassifier.fit(*parts["train"], len(tasks), *parts["val"])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
@@ -266,6 +289,8 @@ class PersonalizedRouter:
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         ctx = {k: v.detach().cpu().contiguous() for k, v in self.context.state_tensors().items()}
         ctx["task_centroids"] = self.task_centroids.detach().cpu().contiguous()
+        if self.task_classifier is not None:
+            ctx.update({k: v.detach().cpu() for k, v in self.task_classifier.tensors().items()})
         blobs = {"weights.safetensors": save(weights), "context.safetensors": save(ctx)}
         # Hash what a reader will parse: the metadata after its JSON round trip.
         meta = json.loads(json.dumps(self.meta, default=str))
@@ -383,7 +408,10 @@ class PersonalizedRouter:
         if "task_centroids" not in ctx:
             raise RouterFormatError(f"{path / 'context.safetensors'}: missing 'task_centroids'")
         centroids = ctx.pop("task_centroids")
-        return cls(model, ContextCache.from_tensors(ctx), meta, centroids, encoder, device)
+        from proute.task_inference import TaskClassifier
+
+        classifier = TaskClassifier.from_tensors(ctx)  # routers exported before it: None
+        return cls(model, ContextCache.from_tensors(ctx), meta, centroids, encoder, device, classifier)
 
     # ------------------------------------------------------------------ routing
     @property
@@ -442,10 +470,19 @@ class PersonalizedRouter:
             return KeyError(f"unknown task {task!r}; known tasks: {self.tasks}")
         return None
 
-    def infer_tasks(self, query_emb: torch.Tensor) -> torch.Tensor:
-        """Nearest task centroid (cosine) of each query embedding."""
+    def task_proba(self, query_emb: torch.Tensor) -> torch.Tensor:
+        """``[n, num_tasks]`` task probabilities of query embeddings: the task classifier
+        (:mod:`proute.task_inference`), or, for routers exported before it, one-hot at the
+        nearest training-task centroid (cosine)."""
+        if self.task_classifier is not None:
+            return self.task_classifier.proba(query_emb)
         q = torch.nn.functional.normalize(query_emb, dim=1)
-        return (q @ self.task_centroids.T).argmax(dim=1)
+        nearest = (q @ self.task_centroids.T).argmax(dim=1)
+        return torch.nn.functional.one_hot(nearest, len(self.tasks)).float()
+
+    def infer_tasks(self, query_emb: torch.Tensor) -> torch.Tensor:
+        """The most probable task of each query embedding."""
+        return self.task_proba(query_emb).argmax(dim=1)
 
     @torch.no_grad()
     def score(
@@ -454,11 +491,15 @@ class PersonalizedRouter:
         user_ids: Sequence,
         tasks: Sequence[str | None] | None = None,
         query_emb: np.ndarray | torch.Tensor | None = None,
+        task_mode: str | None = None,
     ) -> tuple[np.ndarray, list[str]]:
         """Logits ``[n, num_llms]`` (columns :attr:`llms`) and the task used per query.
 
         Give the texts (encoded with the router's encoder) or ``query_emb``. A task that is
-        ``None`` (or ``tasks=None``) is inferred from the nearest training-task centroid.
+        ``None`` (or ``tasks=None``) is inferred (:meth:`task_proba`): ``task_mode="hard"``
+        scores the query under its most probable task, ``"soft"`` averages its scores under
+        every task weighted by the task's probability (the reported task is then the most
+        probable one); default :attr:`task_mode`, chosen on validation at export.
         Every input is checked before anything is encoded; an error names its index
         (``request i: ...``).
         """
@@ -484,13 +525,27 @@ class PersonalizedRouter:
             raise ValueError(
                 f"query embeddings have shape {tuple(q.shape)}; expected [n, {self.meta['query_dim']}]"
             )
+        mode = self.task_mode if task_mode is None else task_mode
+        if mode not in ("hard", "soft"):
+            raise ValueError(f"task_mode={mode!r}; expected 'hard' or 'soft'")
         user_idx = torch.tensor([self._user_index[str(u)] for u in user_ids], device=self.device)
-        task_idx = self.infer_tasks(q)
+        proba = self.task_proba(q)
+        task_idx = proba.argmax(dim=1)
+        given = torch.tensor([t is not None for t in tasks], dtype=torch.bool, device=self.device)
         for i, t in enumerate(tasks):
             if t is not None:
                 task_idx[i] = self._task_index[t]
         # The model ignores user/task indices when its graph has no such nodes.
         logits = self.model.score_new(self.context, q, user_idx, task_idx)
+        if mode == "soft" and not bool(given.all()) and len(self.tasks) > 1:
+            free = (~given).nonzero().squeeze(1)
+            mixed = torch.zeros_like(logits[free])
+            for k in range(len(self.tasks)):
+                task_k = torch.full_like(free, k)
+                mixed += proba[free, k : k + 1] * self.model.score_new(
+                    self.context, q[free], user_idx[free], task_k
+                )
+            logits[free] = mixed
         return logits.float().cpu().numpy(), [self.tasks[i] for i in task_idx.tolist()]
 
     def route_batch(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -89,6 +89,41 @@ def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
     return rg
 
 
+def live_metrics(router, rg, prepared, split: str, mode: str) -> dict[str, Any]:
+    """The *live* protocol: ``split``'s pairs scored by the exported router without their
+    task labels (it infers them, :mod:`proute.task_inference`), plus ``task_accuracy``."""
+    import numpy as np
+
+    from proute.metrics import routing_metrics
+
+    pairs, dense = rg.split_block(split)
+    emb = prepared.query_embedding_dict()
+    q = np.stack([emb[str(i)] for i in pairs["query_id"]])
+    scores, tasks = router.score(None, list(pairs["user_id"]), None, query_emb=q, task_mode=mode)
+    m = routing_metrics(
+        scores, dense["reward"], dense["performance"], dense["cost"], dense["observed"], pairs, list(rg.llms)
+    )
+    m["task_accuracy"] = float(np.mean(np.asarray(tasks) == pairs["task"].astype(str).to_numpy()))
+    return m
+
+
+def live_protocol(router, rg, prepared) -> dict[str, Any]:
+    """Choose the router's ``task_mode`` (hard or soft task inference) on validation reward,
+    then score the test split once with it. Also sets the router's default mode."""
+    val = {mode: live_metrics(router, rg, prepared, "val", mode) for mode in ("hard", "soft")}
+    mode = max(("hard", "soft"), key=lambda m: (val[m]["overall"]["reward"], m == "hard"))
+    router.task_mode = router.meta["task_inference"]["mode"] = mode
+    router.meta["task_inference"]["val_reward_by_mode"] = {m: val[m]["overall"]["reward"] for m in val}
+    test = live_metrics(router, rg, prepared, "test", mode)
+    log.info(
+        "live protocol (no task labels, task_mode=%s chosen on val): test reward %.4f, task accuracy %.3f",
+        mode,
+        test["overall"]["reward"],
+        test["task_accuracy"],
+    )
+    return {"mode": mode, "val": val[mode], "test": test}
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Everything ``python -m proute.train`` does, for a composed config.
 
@@ -176,13 +211,16 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
         )
         timing = run_timing(history, trainer.best_epoch, rg, data_seconds, train_seconds)
         timing.update({f"data_{k}_seconds": v for k, v in prepared.timings.items()})
-        report = write_run_report(run_dir, val, test, baselines, history, timing, n_params, logger)
+        from proute.router import PersonalizedRouter
+
+        router = PersonalizedRouter.from_training(model, rg, prepared, cfg, env)
+        live = live_protocol(router, rg, prepared)
+        report = write_run_report(run_dir, val, test, baselines, history, timing, n_params, logger, live=live)
         write_test_outcomes(run_dir, table, baselines)
         if cfg.export_router:
-            from proute.router import PersonalizedRouter
-
-            PersonalizedRouter.from_training(model, rg, prepared, cfg, env).save(run_dir / "router")
-    out = {**flat(val, "val"), **flat(test, "test"), **timing}
+            router.save(run_dir / "router")
+    out = {**flat(val, "val"), **flat(test, "test"), **flat(live["test"], "test_live"), **timing}
+    out["test_live/task_accuracy"] = live["test"]["task_accuracy"]
     log.info("test: %s", json.dumps(report["test"]["overall"]))
     return out
 
