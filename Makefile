@@ -45,9 +45,11 @@ format: install ## rewrite the code in place: ruff's safe fixes (import order) a
 data-summary: install ## summarise the default dataset (users, queries, splits, best LLMs)
 	$(BIN)/python -m proute.data
 
-reproduce: install ## train the default router on the bundled data; write outputs/reproduce/report.md
-	$(BIN)/python -m proute.train task_name=reproduce
-	$(BIN)/python scripts/report.py --latest outputs/reproduce/runs --out outputs/reproduce/report.md
+# The study's options, e.g. STUDY_ARGS="--jobs 1" or "--settings default --seeds 42".
+STUDY_ARGS ?=
+
+reproduce: install ## the study (conf/study.yaml; ~45 min on 2 cores): runs in outputs/study, tables, figures, summary.md and the notebook as HTML in experiments/results
+	$(BIN)/python scripts/study.py $(STUDY_ARGS)
 
 bench: install ## data-load/cache, masking, training-step and routing-latency benchmarks
 	$(BIN)/python scripts/bench.py
