@@ -196,6 +196,37 @@ def _last_error(run: Run) -> str:
     return " ".join(ln.strip() for ln in lines[first:end])[:500]
 
 
+WARM_UP = """
+import sys
+from proute.config import compose
+from proute.data.pipeline import prepare_from_config
+prepare_from_config(compose("train", sys.argv[1:]))
+"""
+
+
+def warm_up(study: Study, runs: list[Run], extra: list[str], out=sys.stdout) -> None:
+    """Encode the query, task and LLM texts into the embedding cache once, with every core,
+    before the one-thread runs start (on a fresh clone, each run would encode them itself, on
+    one thread). The settings share the bundled texts, so the first unfinished run's config
+    stands for all; a failure here is reported and left to the runs."""
+    first = next((r for r in runs if r.state != "finished"), None)
+    if first is None:
+        return
+    t = time.perf_counter()
+    env = child_env()
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(key, None)
+    overrides = [o for o in study.overrides + first.overrides + extra if not o.startswith("hydra.")]
+    proc = subprocess.run(
+        [sys.executable, "-c", WARM_UP, *overrides], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if proc.returncode == 0:
+        print(f"study: embedding cache ready ({_fmt_seconds(time.perf_counter() - t)})", file=out, flush=True)
+    else:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        print(f"study: warming the embedding cache failed ({tail[0][:300]}); the runs encode", file=out)
+
+
 def execute(study: Study, runs: list[Run], extra: list[str], jobs: int, out=sys.stdout) -> None:
     """Run the unfinished runs, ``jobs`` at a time, printing progress and an ETA."""
     todo = [r for r in runs if r.state != "finished"]
@@ -208,6 +239,7 @@ def execute(study: Study, runs: list[Run], extra: list[str], jobs: int, out=sys.
     )
     if not todo:
         return
+    warm_up(study, runs, extra, out)
     lock = threading.Lock()
     t0 = time.perf_counter()
     started: dict[str, float] = {}
