@@ -119,7 +119,9 @@ def load_study(path: Path, settings: list[str] | None, seeds: list[int] | None) 
 
 
 def plan(study: Study, runs_root: Path, extra: list[str], seeds_given: bool) -> list[Run]:
-    """Every (setting, seed) run; seed-major, so each seed's settings come together."""
+    """Every (setting, seed) run: the first setting (the headline) for every seed, then the
+    others seed-major, so that a study cut short has the headline's spread over seeds and
+    then one seed of every setting."""
     from proute.lifecycle import RunStateError, read_status
 
     seeds_of = {
@@ -140,7 +142,8 @@ def plan(study: Study, runs_root: Path, extra: list[str], seeds_given: bool) -> 
                 run.state = status["state"]
                 run.resume = run.state != "finished" and (run.dir / "checkpoint").is_dir()
             out.append(run)
-    return out
+    first = next(iter(study.settings), None)
+    return sorted(out, key=lambda r: r.setting != first)  # stable: seed-major otherwise
 
 
 def command(study: Study, run: Run, extra: list[str]) -> list[str]:
@@ -254,6 +257,13 @@ def execute(study: Study, runs: list[Run], extra: list[str], jobs: int, out=sys.
         return _fmt_seconds((in_flight + waiting * per_run) / max(1, jobs))
 
     def one(run: Run) -> Run:
+        from proute.lifecycle import is_finished
+
+        if is_finished(run.dir):  # another study into the same runs finished it meanwhile
+            run.state = "finished"
+            with lock:
+                print(f"  skip  {run.name}: finished meanwhile", file=out, flush=True)
+            return run
         cmd = command(study, run, extra)
         run.dir.parent.mkdir(parents=True, exist_ok=True)
         with lock:
