@@ -1173,7 +1173,7 @@ NEW_USER_METHODS = ("fit", "mixture")
 # queries) and how sharply the mixture's posterior over trained users follows the evidence.
 DEFAULT_NEW_USER_METHOD = "fit"
 DEFAULT_MIXTURE_SHARPNESS = 3.0
-DEFAULT_PRIOR_STRENGTH = 10.0
+DEFAULT_PRIOR_STRENGTH = 1.0
 
 
 def _with_user_rows(context, states: torch.Tensor):
