@@ -26,8 +26,8 @@ $(STAMP): requirements/constraints.txt setup.cfg pyproject.toml
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
-test: install ## fast tests (not marked slow)
-	$(BIN)/python -m pytest -m "not slow" -q
+test: install ## fast tests (not marked slow), one process per core, one thread each
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -q -n auto
 
 test-full: install ## all tests, slow ones included
 	$(BIN)/python -m pytest -q

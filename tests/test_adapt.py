@@ -137,6 +137,7 @@ def test_load_accepts_the_unknown_user_policy(trained, tmp_path):
     assert r.route_single({"query": "hello", "user_id": "stranger"})["model_name"] in LLMS
 
 
+@pytest.mark.slow  # about 40 s of embedding fits
 def test_feedback_moves_a_users_choice(router):
     router.add_user("fb", [])
     assert routes(router, "fb")[0] == "big-llama"

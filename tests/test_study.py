@@ -33,6 +33,7 @@ def study(tmp_path, cache_dir, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # about 80 s: two settings of real training runs, twice
 def test_a_tiny_study_runs_aggregates_resumes_and_reports_failures(tmp_path, cache_dir):
     args = ("--settings", "default,new_users_k3", "--seeds", "42", "--no-notebook")
     first = study(tmp_path, cache_dir, *args)

@@ -178,7 +178,13 @@ def _wandb_exit_code(run_dir: Path) -> int:
     return int(found[-1])
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig,code",
+    [
+        pytest.param(signal.SIGTERM, 143, id="SIGTERM"),
+        pytest.param(signal.SIGINT, 130, id="SIGINT", marks=pytest.mark.slow),  # same path; ~35 s
+    ],
+)
 def test_a_signal_marks_the_run_interrupted_and_it_resumes(tmp_path, cache_dir, sig, code):
     """Finding 3: SIGTERM left no history and an unfinished W&B run; SIGINT lost the history.
     Now both leave `interrupted` with the epochs trained, a W&B run finished with a non-zero
