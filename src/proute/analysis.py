@@ -41,12 +41,14 @@ GNN = "gnn"
 OUTCOMES_FILE = "test_outcomes.parquet"
 QUERIES_FILE = "test_queries.parquet"
 BASELINE_PICKS_FILE = "test_baseline_picks.csv"
-RUN_ROOTS = ("outputs/reproduce/runs", "outputs/train/runs")
+# make reproduce (scripts/study.py) writes <setting>/seed<k>; python -m proute.train writes runs/<time>
+RUN_ROOTS = ("outputs/study/default", "outputs/reproduce/runs", "outputs/train/runs")
 
 
 # --------------------------------------------------------------------------- run directories
 def latest_run_dir(root: str | os.PathLike | None = None, roots: Sequence[str] = RUN_ROOTS) -> Path:
-    """The most recent finished run under ``<root>/outputs/{reproduce,train}/runs/*``.
+    """The most recent finished run under ``<root>/<r>/*`` for ``r`` in ``roots`` (the study's
+    default setting, then ``outputs/{reproduce,train}/runs``).
 
     "Most recent" is the newest ``metrics.json``; unfinished runs are skipped.
     ``root`` defaults to the project folder (:func:`proute.paths.project_root`).
