@@ -113,8 +113,8 @@ def bench_steps_and_routing(args) -> dict:
             model = instantiate(c.model)(rg)
             trainer = instantiate(c.trainer)
             trainer.prepare(model, rg, instantiate(c.masking))
-            trainer.start_epoch(0)
             gen = torch.Generator().manual_seed(0)
+            trainer.start_epoch(0, gen)
             model.train()
             sec = median_time(lambda m=model, t=trainer: t.train_step(m, rg, gen), args.repeats)  # noqa: B023
             out["steps"][conv][mode] = sec

@@ -27,8 +27,8 @@ def _ready(rg, **kwargs) -> MiniBatchTrainer:
 
 
 def _epoch(trainer, seed=0) -> list[torch.Tensor]:
-    trainer.start_epoch(0)
     g = torch.Generator().manual_seed(seed)
+    trainer.start_epoch(0, g)
     return [trainer._next_seeds(g) for _ in range(trainer.steps_per_epoch)]
 
 
@@ -43,6 +43,25 @@ def test_an_epoch_visits_every_train_node_once(rg, max_users):
     assert max(users) <= (max_users or rg.num_users)
     if max_users is None or max_users >= rg.num_users:  # plain random chunks: mixed users
         assert max(users) == rg.num_users
+
+
+def test_an_epoch_is_its_own_batches_when_users_differ_in_size():
+    """Users with different numbers of queries make the number of batches depend on how
+    the users were grouped: each epoch's steps are exactly that epoch's batches."""
+    syn = make_synthetic(num_users=12, num_queries=30)
+    table = syn.table
+    keep = table["query_id"].str[1:].astype(int) < 6 + 2 * table["user_id"].astype(int)
+    uneven = build_graph(table[keep], syn.query_emb, syn.task_emb, syn.llm_emb)
+    trainer = _ready(uneven, batch_nodes=7, max_users=5)
+    steps = set()
+    for seed in range(20):
+        batches = _epoch(trainer, seed)
+        steps.add(len(batches))
+        assert not trainer._batches, "an epoch left batches undealt"
+        seen = torch.cat(batches).sort().values
+        assert torch.equal(seen, trainer.sampler.train_nodes.sort().values)
+        assert max(torch.unique(uneven.query_user[b]).numel() for b in batches) <= 5
+    assert len(steps) > 1  # the grouping did change the count
 
 
 def test_without_grouping_batches_are_chunks_of_one_permutation(rg):

@@ -270,8 +270,9 @@ class Trainer:
             self.pairs_trained += int(q.shape[0])
         return total / self.batch_size
 
-    def start_epoch(self, epoch: int) -> None:
-        """Called before an epoch's first step (after its random generators are seeded)."""
+    def start_epoch(self, epoch: int, generator: torch.Generator) -> None:
+        """Called before an epoch's first step, right after ``generator`` (and torch's and
+        DGL's generators) were seeded for the epoch."""
 
     # -- fitting ------------------------------------------------------------------------
     def fit(
@@ -352,7 +353,7 @@ class Trainer:
         generator.manual_seed(_epoch_seed(seed, epoch))
         torch.manual_seed(_epoch_seed(seed, epoch) + 1)
         _dgl().seed((_epoch_seed(seed, epoch) + 2) % (2**31 - 1))
-        self.start_epoch(epoch)
+        self.start_epoch(epoch, generator)
         t0, pairs = time.perf_counter(), self.pairs_trained
         model.train()
         losses = []
@@ -431,11 +432,16 @@ class MiniBatchTrainer(Trainer):
         grouped = self._node_user is not None and self.max_users is not None and rg.num_users > self.max_users
         self._grouped, self._num_users = grouped, rg.num_users
         self._batches: list[torch.Tensor] = []
-        n_batches = len(self._deal(torch.Generator().manual_seed(0)))
-        self.steps_per_epoch = self._steps or n_batches
+        # exact without grouping; with it, each epoch's own deal sets the count (start_epoch)
+        self.steps_per_epoch = self._steps or max(1, -(-len(nodes) // self.batch_nodes))
 
-    def start_epoch(self, epoch: int) -> None:
-        self._batches = []  # dealt anew on the epoch's first step
+    def start_epoch(self, epoch: int, generator: torch.Generator) -> None:
+        """Deal the epoch's batches. Grouped by users of different sizes, their number
+        depends on the grouping, so with ``steps_per_epoch=None`` the epoch is exactly
+        these batches: every train query node once."""
+        self._batches = self._deal(generator)[::-1]
+        if self._steps is None:
+            self.steps_per_epoch = len(self._batches)
 
     def _deal(self, generator) -> list[torch.Tensor]:
         """One pass over the train query nodes, as a list of seed batches."""
@@ -452,7 +458,7 @@ class MiniBatchTrainer(Trainer):
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def _next_seeds(self, generator) -> torch.Tensor:
-        if not self._batches:
+        if not self._batches:  # steps_per_epoch set beyond one pass: deal another
             self._batches = self._deal(generator)[::-1]
         return self._batches.pop()
 
