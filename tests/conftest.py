@@ -41,6 +41,16 @@ def train_overrides(tmp_path: Path, cache: Path) -> list[str]:
     ]
 
 
+def train_tiny_router(run_dir: Path, cache: Path) -> Path:
+    """One tiny training run (``debug=default`` on the fixtures, one epoch, real MiniLM)
+    into ``run_dir``; its exported router directory. Seconds."""
+    from proute.config import compose
+    from proute.train import run
+
+    run(compose("train", train_overrides(run_dir, cache) + ["train_epoch=1"]), run_dir)
+    return run_dir / "router"
+
+
 @pytest.fixture
 def train_cfg(tmp_path, cache_dir):
     """``train_cfg(*overrides)`` composes conf/train.yaml shrunk for tests."""

@@ -20,7 +20,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 import httpx  # noqa: E402
 
-from conftest import FIXTURES, ROOT  # noqa: E402
+import conftest  # noqa: E402
+from conftest import ROOT  # noqa: E402
 from proute.serve import create_app, unknown_user_policy  # noqa: E402
 from proute.upstreams import Upstream, UpstreamsError, load_upstreams  # noqa: E402
 
@@ -40,19 +41,7 @@ loadtest = _loadtest()
 
 def train_tiny_router(tmp_path_factory, cache_dir) -> Path:
     """The router directory of one tiny training run on the fixtures (seconds)."""
-    from proute.config import compose
-    from proute.train import run
-
-    run_dir = tmp_path_factory.mktemp("run")
-    overrides = [
-        "debug=default",
-        f"paths.data_dir={FIXTURES}",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.run.dir={run_dir}",
-        "train_epoch=1",
-    ]
-    run(compose("train", overrides), run_dir)
-    return run_dir / "router"
+    return conftest.train_tiny_router(tmp_path_factory.mktemp("run"), cache_dir)
 
 
 def write_upstreams(path: Path, base_url: str, llms, timeout: float = TIMEOUT) -> Path:

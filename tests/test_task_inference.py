@@ -10,7 +10,6 @@ import torch
 
 from proute.router import PersonalizedRouter
 from proute.task_inference import TaskClassifier
-from proute.train import run
 
 
 def _clusters(n_per: int, seed: int, spread: float = 0.3):
@@ -51,12 +50,9 @@ def test_classifier_without_validation_uses_the_default_penalty():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache_dir):
-    from conftest import train_overrides
-    from proute.config import compose
+    from conftest import train_tiny_router
 
-    tmp = tmp_path_factory.mktemp("task_inference")
-    run(compose("train", train_overrides(tmp, cache_dir) + ["train_epoch=1"]), tmp)
-    return tmp
+    return train_tiny_router(tmp_path_factory.mktemp("task_inference"), cache_dir).parent
 
 
 def test_a_run_reports_both_protocols(trained):

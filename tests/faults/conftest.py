@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data"
-
 
 def tree_hashes(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` (relative path -> digest); {} if it is missing."""
@@ -50,16 +48,6 @@ def unchanged():
 def trained(tmp_path_factory, cache_dir) -> Path:
     """The router directory of one tiny training run (``debug=default`` on the fixtures,
     real MiniLM), once per test module. Read-only: copy it to edit it."""
-    from proute.config import compose
-    from proute.train import run
+    from conftest import train_tiny_router
 
-    run_dir = tmp_path_factory.mktemp("run")
-    overrides = [
-        "debug=default",
-        f"paths.data_dir={FIXTURES}",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.run.dir={run_dir}",
-        "train_epoch=1",
-    ]
-    run(compose("train", overrides), run_dir)
-    return run_dir / "router"
+    return train_tiny_router(tmp_path_factory.mktemp("run"), cache_dir)

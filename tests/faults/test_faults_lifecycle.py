@@ -18,21 +18,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import train_overrides
 from proute.lifecycle import RunStateError, check_can_run, read_status, write_status
 from proute.train import run
 
 PY = sys.executable
-FIXTURES = Path(__file__).resolve().parents[1] / "data"
-
-
-def train_overrides(run_dir: Path, cache: Path) -> list[str]:
-    """What tests/conftest.py's ``train_overrides`` gives: the debug run on the fixtures."""
-    return [
-        "debug=default",
-        f"paths.data_dir={FIXTURES}",
-        f"paths.cache_dir={cache}",
-        f"hydra.run.dir={run_dir}",
-    ]
 
 
 def _status(run_dir: Path) -> dict:
