@@ -89,15 +89,15 @@ def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
     return rg
 
 
-def live_metrics(router, rg, prepared, split: str, mode: str) -> dict[str, Any]:
+def live_metrics(router, rg, emb: dict, split: str, mode: str) -> dict[str, Any]:
     """The *live* protocol: ``split``'s pairs scored by the exported router without their
-    task labels (it infers them, :mod:`proute.task_inference`), plus ``task_accuracy``."""
+    task labels (it infers them, :mod:`proute.task_inference`), plus ``task_accuracy``.
+    ``emb``: query id -> embedding (``PreparedData.query_embedding_dict``)."""
     import numpy as np
 
     from proute.metrics import routing_metrics
 
     pairs, dense = rg.split_block(split)
-    emb = prepared.query_embedding_dict()
     q = np.stack([emb[str(i)] for i in pairs["query_id"]])
     scores, tasks = router.score(None, list(pairs["user_id"]), None, query_emb=q, task_mode=mode)
     m = routing_metrics(
@@ -110,11 +110,12 @@ def live_metrics(router, rg, prepared, split: str, mode: str) -> dict[str, Any]:
 def live_protocol(router, rg, prepared) -> dict[str, Any]:
     """Choose the router's ``task_mode`` (hard or soft task inference) on validation reward,
     then score the test split once with it. Also sets the router's default mode."""
-    val = {mode: live_metrics(router, rg, prepared, "val", mode) for mode in ("hard", "soft")}
+    emb = prepared.query_embedding_dict()
+    val = {mode: live_metrics(router, rg, emb, "val", mode) for mode in ("hard", "soft")}
     mode = max(("hard", "soft"), key=lambda m: (val[m]["overall"]["reward"], m == "hard"))
     router.task_mode = router.meta["task_inference"]["mode"] = mode
     router.meta["task_inference"]["val_reward_by_mode"] = {m: val[m]["overall"]["reward"] for m in val}
-    test = live_metrics(router, rg, prepared, "test", mode)
+    test = live_metrics(router, rg, emb, "test", mode)
     log.info(
         "live protocol (no task labels, task_mode=%s chosen on val): test reward %.4f, task accuracy %.3f",
         mode,
