@@ -182,6 +182,42 @@ def test_encode_new_queries_matches_full_graph(syn, conv, variant):
         )
 
 
+@pytest.mark.parametrize("conv", CONVS)
+def test_new_queries_need_no_graph_and_match_the_block_form(syn, conv, monkeypatch):
+    """Serving one query must not build DGL blocks (that cost ~10x the arithmetic): every
+    conv of the registry is evaluated by ``one_in_edge``; the block form (the fallback for
+    modules it does not know) gives the same states."""
+    import proute.models.gnn as gnn_mod
+
+    rg = _variant_graph(syn, "default")
+    model = _model(rg, conv, norm="layer")
+    model.eval()
+    with torch.no_grad():
+        _, states = model.forward_with_states(rg.graph)
+        nodes = rg.nodes_of("test")
+        args = (
+            states,
+            rg.graph.nodes["query"].data["feat"][nodes],
+            rg.query_user[nodes],
+            rg.query_task[nodes],
+        )
+
+        def no_graph(*a, **k):
+            raise AssertionError("a DGL block was built for new queries")
+
+        with monkeypatch.context() as m:
+            m.setattr(gnn_mod.dgl, "create_block", no_graph)
+            direct = model.gnn.encode_new_queries(*args)
+
+        def unknown(*a, **k):
+            raise NotImplementedError
+
+        monkeypatch.setattr(gnn_mod, "one_in_edge", unknown)
+        blocks = model.gnn.encode_new_queries(*args)
+    assert torch.allclose(direct, blocks, atol=1e-5)
+    assert not torch.allclose(direct[:1], direct[1:2])  # queries differ: nothing degenerate
+
+
 def test_score_all_matches_score_pairs(rg):
     for decoder in DECODERS:
         model = _model(rg, "gat", decoder)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from proute._deps import import_dgl
-from proute.models.layers import conv_family
+from proute.models.layers import conv_family, one_in_edge
 from proute.schema import LLM, QUERY, TASK, USER, USER_FEATURES, canonical_etypes, is_outcome
 
 dgl = import_dgl()
@@ -281,10 +281,8 @@ class HeteroGNN(nn.Module):
             raise ValueError(f"expected {self.num_layers} layers of states; got {len(states)}")
         device = query_feat.device
         n = query_feat.shape[0]
-        arange = torch.arange(n, device=device)
-        empty = torch.zeros(0, dtype=torch.int64, device=device)
         senders = {USER: ("user_idx", user_idx), TASK: ("task_idx", task_idx)}
-        blocks = []
+        rels = []  # (sender type, relation, sender index per query or None: no edge)
         for s, rel, d in self.etypes:
             if d != QUERY:
                 continue
@@ -292,25 +290,42 @@ class HeteroGNN(nn.Module):
                 name, idx = senders[s]
                 if idx is None:
                     raise ValueError(f"{name} is needed: the GNN has {s} nodes")
-                src, dst = torch.as_tensor(idx, device=device).long(), arange
+                rels.append((s, rel, torch.as_tensor(idx, device=device).long()))
             elif s == LLM:  # outcome relation llm -> query: an unobserved query has no such edge
-                src, dst = empty, empty
+                rels.append((s, rel, None))
             else:
                 raise ValueError(f"relation {(s, rel, d)} into query nodes is not supported")
-            block = dgl.create_block(
-                {(s, rel, d): (src, dst)},
-                num_src_nodes={s: states[0][s].shape[0], d: n},
-                num_dst_nodes={s: 0, d: n},
+        hq0 = self.project(QUERY, feat=query_feat)
+        try:  # one in-edge per relation: every module is a map of its one sender, no graph
+            return self._new_queries(states, hq0, rels, None)
+        except NotImplementedError:
+            pass
+        arange = torch.arange(n, device=device)
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        blocks = {}
+        for s, rel, idx in rels:
+            src, dst = (empty, empty) if idx is None else (idx, arange)
+            blocks[rel] = dgl.create_block(
+                {(s, rel, QUERY): (src, dst)},
+                num_src_nodes={s: states[0][s].shape[0], QUERY: n},
+                num_dst_nodes={s: 0, QUERY: n},
                 device=device,
-            )[(s, rel, d)]  # the unit (one-relation) block the modules expect
-            blocks.append((s, rel, block))
-        hq = self.project(QUERY, feat=query_feat)
+            )[(s, rel, QUERY)]  # the unit (one-relation) block the modules expect
+        return self._new_queries(states, hq0, rels, blocks)
+
+    def _new_queries(self, states, hq, rels, blocks: dict | None) -> torch.Tensor:
+        """The layers of :meth:`encode_new_queries`: through the modules on unit ``blocks``,
+        or (``blocks=None``) through :func:`~proute.models.layers.one_in_edge`, which raises
+        ``NotImplementedError`` for a module it cannot evaluate without a graph."""
         for layer in range(self.num_layers):
             mods = self.convs[layer].mods
             outs = []
-            for s, rel, block in blocks:
-                kwargs = {"efeat": torch.zeros(0, self.edge_dim, device=device)} if is_outcome(rel) else {}
-                outs.append(mods[rel](block, (states[layer][s], hq), **kwargs))
+            for s, rel, idx in rels:
+                if blocks is None:
+                    outs.append(one_in_edge(mods[rel], None if idx is None else states[layer][s][idx], hq))
+                    continue
+                kwargs = {"efeat": torch.zeros(0, self.edge_dim, device=hq.device)} if is_outcome(rel) else {}
+                outs.append(mods[rel](blocks[rel], (states[layer][s], hq), **kwargs))
             msg = torch.stack(outs, 0).sum(0) if outs else None
             hq = self._combine(layer, QUERY, hq, msg)
         return hq
