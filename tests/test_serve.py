@@ -1,7 +1,7 @@
 """``proute serve`` on loopback: routing, forwarding to a stub upstream (plain and
 streaming), the decision in body and headers, OpenAI-style errors (400/422/404/502/501),
 failing and stalling upstreams beside healthy requests, micro-batching, the ``openai``
-client, the upstreams file, and the Gradio chat page when Gradio is installed.
+client and the upstreams file (the Gradio chat page: tests/test_chat.py, with these fixtures).
 
 Every server listens on 127.0.0.1 (uvicorn in a thread, scripts/loadtest.py's
 ``ServerThread``); the router is one tiny trained router per module.
@@ -514,27 +514,6 @@ def test_openai_client_gets_a_completion(server):
         client.chat.completions.create(
             model="proute", user="nobody", messages=[{"role": "user", "content": "x"}]
         )
-
-
-def test_chat_page_one_exchange(router, upstreams):
-    pytest.importorskip("gradio")
-    gradio_client = pytest.importorskip("gradio_client")
-    from proute.chat import API_NAME, build_app
-
-    demo = build_app(router, upstreams)
-    port = loadtest.free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        c = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
-        history, decision, box = c.predict("0", "What is 2 + 2?", [], api_name=f"/{API_NAME}")
-    finally:
-        demo.close()
-    llm = decision.split("**")[1]
-    assert llm in router.llms and "score" in decision and box == ""
-    assert [m["role"] for m in history] == ["user", "assistant"]
-    reply = history[-1]["content"]
-    reply = reply if isinstance(reply, str) else "".join(p.get("text", "") for p in reply)
-    assert reply == f"stub stub-{llm}: What is 2 + 2?"
 
 
 # ---------------------------------------------------------------------------- upstreams file

@@ -6,11 +6,15 @@ upstreams file (:mod:`proute.upstreams`); without upstreams it shows the decisio
 The conversation so far goes to the upstream with the new message; the router routes the
 new message alone.
 
-Gradio is the optional ``chat`` extra (see setup.cfg for the versions that fit).
+Gradio is the optional ``chat`` extra (in ``dev`` too; requirements/constraints.txt pins
+the version that fits the stack). The page reaches nothing but its upstreams: Gradio's
+analytics and version check are off, and only ``share=True`` (``--share``) goes to the
+internet, to Gradio's share server, because that is what it asks for.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -20,8 +24,13 @@ API_NAME = "respond"
 
 
 def _user_id(text: Any) -> Any:
+    """The typed user id: an int when the text is one as ``str(int)`` writes it (``"7"``,
+    ``"-1"``), else the text (``"alice"``, and ``"007"``, which is not user 7)."""
     text = str(text if text is not None else "").strip()
-    return int(text) if text.lstrip("-").isdigit() else text
+    try:
+        return int(text) if str(int(text)) == text else text
+    except ValueError:
+        return text
 
 
 def _history_messages(history: list) -> list[dict[str, str]]:
@@ -71,23 +80,27 @@ def make_responder(router, upstreams: dict | None = None, lock: threading.Lock |
 
 
 def build_app(router, upstreams: dict | None = None):
-    """The Gradio Blocks page of ``router``."""
+    """The Gradio Blocks page of ``router`` (no analytics, no version check)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read by Gradio when it would send them
     import gradio as gr
 
     respond = make_responder(router, upstreams)
 
+    def error(text: str) -> Exception:  # the user's mistake: shown on the page, no traceback logged
+        return gr.Error(text, print_exception=False)
+
     def on_send(user_id, message, history):
         if not str(user_id or "").strip():
-            raise gr.Error("choose or type a user id")
+            raise error("choose or type a user id")
         if not str(message or "").strip():
-            raise gr.Error("type a message")
+            raise error("type a message")
         try:
             return respond(user_id, message, history)
         except ValueError as exc:
-            raise gr.Error(str(exc)) from None
+            raise error(str(exc)) from None
 
     users = [str(u) for u in router.users[:1000]]
-    with gr.Blocks(title="proute chat") as demo:
+    with gr.Blocks(title="proute chat", analytics_enabled=False) as demo:
         gr.Markdown("## proute: a personalized router in front of your LLMs")
         with gr.Row():
             user = gr.Dropdown(
@@ -112,9 +125,8 @@ def launch(router_path, upstreams_path=None, host: str = "127.0.0.1", port: int 
         import gradio  # noqa: F401
     except ImportError:
         raise SystemExit(
-            "proute chat: needs Gradio (the chat extra): pip install -e '.[chat]'. Gradio 6.5-6.17 "
-            "need pillow < 13, newer ones huggingface-hub >= 1, which transformers 4.x refuses; "
-            "with requirements/constraints.txt's pillow 13 pin, install it without that pin"
+            "proute chat: needs Gradio (the chat extra): "
+            "pip install -c requirements/constraints.txt -e '.[chat]'"
         ) from None
     from proute.router import PersonalizedRouter
     from proute.upstreams import UpstreamsError, load_upstreams

@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upstreams", type=Path, help="upstreams YAML: answer with the chosen LLM")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--share", action="store_true", help="ask Gradio for a public link")
+    p.add_argument("--share", action="store_true", help="ask Gradio's share server for a public link")
     if argv and argv[0] == "evaluate":
         args, overrides = parser.parse_known_args(argv)
     else:

@@ -1,0 +1,159 @@
+"""``proute chat`` driven by a real client: the Gradio page (src/proute/chat.py) on
+127.0.0.1, called through ``gradio_client`` at its API endpoint, routing with the tiny
+trained router and answering through the stub upstream of tests/test_serve.py. The page
+must reach nothing beyond loopback: every other connection or name lookup is refused and
+recorded (``offline``), and each test checks that none was tried.
+"""
+
+import errno
+import ipaddress
+import socket
+
+import pytest
+
+pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+pytest.importorskip("fastapi")
+
+from gradio_client.exceptions import AppError  # noqa: E402
+
+import test_serve  # noqa: E402
+from proute.chat import API_NAME, build_app  # noqa: E402
+from proute.upstreams import message_text  # noqa: E402
+
+# Gradio 6.14's own deprecation noise under pandas 3 and starlette 0.52, not the page's.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting' is deprecated"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+    pytest.mark.filterwarnings("ignore:'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated"),
+]
+
+# tests/test_serve.py's fixtures: the module's tiny router, the stub upstream, its upstreams.
+router_dir, router, stub = test_serve.router_dir, test_serve.router, test_serve.stub
+upstreams = test_serve.upstreams
+
+
+def _loopback(host) -> bool:
+    host = host.decode() if isinstance(host, bytes) else str(host)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def offline():
+    """The hosts beyond loopback that anything in this process tried to reach (refused)."""
+    tried = []
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+            tried.append(address)
+            raise OSError(errno.ENETUNREACH, f"the tests reach no network ({address})")
+        return connect(sock, address)
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        if host is not None and not _loopback(host):
+            tried.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, f"the tests reach no network ({host})")
+        return getaddrinfo(host, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", guarded_connect)
+        mp.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+        yield tried
+
+
+@pytest.fixture(scope="module")
+def page(offline, router, upstreams):
+    """A gradio_client.Client of the chat page on a free loopback port; the page closes after."""
+    demo = build_app(router, upstreams)
+    port = test_serve.loadtest.free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def send(page, user: str, message: str, history=(), endpoint: str = API_NAME):
+    """One message as the page's Send button (or Enter: ``endpoint=API_NAME + "_submit"``)."""
+    return page.predict(user, message, list(history), api_name=f"/{endpoint}")
+
+
+def shown(history) -> list[tuple[str, str]]:
+    """``(role, text)`` of each message the Chatbot shows (Gradio returns content parts)."""
+    return [(m["role"], message_text(m["content"])) for m in history]
+
+
+def decision_for(router, user, message: str) -> tuple[str, str]:
+    """The LLM the router chooses for ``user`` and ``message``, and the page's decision text."""
+    d = router.route_single({"query": message, "user_id": user})
+    llm = d["model_name"]
+    return llm, f"**{llm}** (score {d['scores'][llm]:.3f}, task `{d['task']}`) for user `{user}`"
+
+
+def test_one_exchange_shows_the_routed_model_and_its_answer(page, router, stub, offline):
+    calls = stub.server.config.app.state.calls
+    before = len(calls)
+    message = "What is 2 + 2?"
+    llm, decision = decision_for(router, 0, message)
+
+    history, info, box = send(page, "0", message)
+    assert info == decision  # the routed model, its score and task, for user 0
+    assert shown(history) == [("user", message), ("assistant", f"stub stub-{llm}: {message}")]
+    assert box == ""  # the message box is cleared
+    assert [(c["model"], c["body"]["user"], c["body"]["messages"]) for c in calls[before:]] == [
+        (f"stub-{llm}", "0", [{"role": "user", "content": message}])
+    ]
+
+    # the next message goes to the upstream with the conversation so far (Gradio's format read back)
+    follow = "And 3 + 3?"
+    llm2, decision2 = decision_for(router, 0, follow)
+    history, info, _ = send(page, "0", follow, history)
+    assert info == decision2
+    assert shown(history)[2:] == [("user", follow), ("assistant", f"stub stub-{llm2}: {follow}")]
+    assert calls[-1]["body"]["messages"] == [
+        {"role": "user", "content": message},
+        {"role": "assistant", "content": f"stub stub-{llm}: {message}"},
+        {"role": "user", "content": follow},
+    ]
+    assert offline == []
+
+
+def test_each_user_gets_their_own_model(page, router, offline):
+    """Users 0 and 8 are the fixture's opposite cost-efficiency users (p = 0.2 and 1.0);
+    when the tiny router sends both to one LLM, another user it routes elsewhere stands in."""
+    message = "Write a Python function that reverses a string"
+    first = decision_for(router, 0, message)
+    other = next((u for u in [8, *router.users] if decision_for(router, u, message)[0] != first[0]), None)
+    assert other is not None, "the tiny router sends every user to one LLM: nothing to tell apart"
+    for user, endpoint in ((0, API_NAME), (other, f"{API_NAME}_submit")):  # Send button, Enter
+        llm, decision = decision_for(router, user, message)
+        history, info, _ = send(page, str(user), message, endpoint=endpoint)
+        assert info == decision
+        assert shown(history)[-1] == ("assistant", f"stub stub-{llm}: {message}")
+    assert offline == []
+
+
+@pytest.mark.parametrize(
+    "user, message, error",
+    [
+        ("no-such-user", "hi", "unknown user_id 'no-such-user': this router knows"),
+        ("007", "hi", "unknown user_id '007'"),  # not user 7
+        (" ", "hi", "choose or type a user id"),
+        ("0", "  ", "type a message"),
+    ],
+    ids=["unknown", "leading-zeros", "no-user", "no-message"],
+)
+def test_bad_request_is_a_clear_error(page, stub, offline, user, message, error):
+    calls = stub.server.config.app.state.calls
+    before = len(calls)
+    with pytest.raises(AppError) as caught:
+        send(page, user, message)
+    assert str(caught.value).startswith(error)
+    assert len(calls) == before  # no upstream was called
+    assert offline == []
