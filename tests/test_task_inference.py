@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from proute.router import PersonalizedRouter
-from proute.task_inference import TaskClassifier
+from proute.router import PersonalizedRouter, RouterFormatError
+from proute.task_inference import TEXT_FEATURES, TaskClassifier, TextTaskClassifier, text_features
 
 
 def _clusters(n_per: int, seed: int, spread: float = 0.3):
@@ -46,6 +46,62 @@ def test_classifier_without_validation_uses_the_default_penalty():
     xt, yt = _clusters(20, 0)
     _, info = TaskClassifier.fit(xt, yt, 3)
     assert info["l2"] == TaskClassifier.GRID[1] and info["val_accuracy"] is None
+
+
+def _worded(n_per: int, seed: int):
+    """Four tasks whose embeddings are pure noise (nothing for an embedding classifier to
+    find) and whose texts differ by the style of the question: a task's marker word and
+    casing, inside shared filler."""
+    rng = np.random.default_rng(seed)
+    filler = "the a of which what is in to answer question following choose".split()
+    styles = [
+        lambda w: "Question: " + " ".join(w) + "?",
+        lambda w: " ".join(w).lower(),
+        lambda w: "Q: " + " ".join(w).upper() + " (A) (B) (C)",
+        lambda w: "def solve(): # " + " ".join(w),
+    ]
+    texts, y = [], []
+    for k, style in enumerate(styles):
+        for _ in range(n_per):
+            texts.append(style(list(rng.choice(filler, size=8))))
+            y.append(k)
+    x = rng.normal(size=(len(texts), 16)).astype(np.float32)
+    return x, texts, np.array(y)
+
+
+def test_text_features_are_stateless_normalised_and_case_sensitive():
+    rows, cols, vals = text_features(["Which is it?", "which is it?", ""])
+    assert rows.max() == 1  # the empty text has no features
+    for r in (0, 1):
+        v = vals[rows == r]
+        assert torch.allclose((v[cols[rows == r] < TEXT_FEATURES["dim"]] ** 2).sum(), torch.tensor(1.0))
+        assert torch.allclose((v[cols[rows == r] >= TEXT_FEATURES["dim"]] ** 2).sum(), torch.tensor(1.0))
+    assert set(cols[rows == 0].tolist()) != set(cols[rows == 1].tolist())
+    again = text_features(["Which is it?"])
+    assert torch.equal(again[1], cols[rows == 0]) and torch.equal(again[2], vals[rows == 0])
+    with pytest.raises(ValueError, match="spec"):
+        text_features(["x"], {"hash": "md5", "dim": 8})
+
+
+def test_text_classifier_recovers_tasks_the_embedding_cannot():
+    xt, tt, yt = _worded(40, 0)
+    xv, tv, yv = _worded(20, 1)
+    xs, ts, ys = _worded(20, 2)
+    emb_only, _ = TaskClassifier.fit(xt, yt, 4, xv, yv)
+    emb_acc = float((emb_only.predict(torch.from_numpy(xs)).numpy() == ys).mean())
+    clf, info = TextTaskClassifier.fit(xt, tt, yt, 4, xv, tv, yv)
+    assert info["l2"] in TextTaskClassifier.GRID and info["features"] == TEXT_FEATURES
+    acc = float((clf.predict(torch.from_numpy(xs), ts).numpy() == ys).mean())
+    assert emb_acc < 0.5 and acc >= 0.95, (emb_acc, acc)
+    proba = clf.proba(torch.from_numpy(xs), ts)
+    assert torch.allclose(proba.sum(1), torch.ones(len(xs)))
+    again = TextTaskClassifier.from_tensors(dict(clf.tensors()), info["features"])
+    assert torch.equal(again.proba(torch.from_numpy(xs), ts), proba)
+    with pytest.raises(KeyError, match="features"):
+        TextTaskClassifier.from_tensors(dict(clf.tensors()), None)
+    assert TextTaskClassifier.from_tensors({}, None) is None
+    with pytest.raises(ValueError, match="texts"):
+        clf.proba(torch.from_numpy(xs), ts[:-1])
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +150,49 @@ def test_given_tasks_override_inference_and_soft_equals_hard_when_certain(traine
     np.testing.assert_allclose(soft, np.mean(per_task, axis=0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="task_mode"):
         certain.score(None, users, None, query_emb=q, task_mode="guess")
+
+
+def test_router_infers_tasks_from_text_and_falls_back_to_the_embedding(trained, tmp_path):
+    router = PersonalizedRouter.load(trained / "router")
+    assert router.text_task_classifier is not None
+    assert router.meta["task_inference"]["text"]["features"] == TEXT_FEATURES
+    texts = ["What is the capital of France?", "Solve 12 * 7 - 3.", "def add(a, b):"]
+    q = np.random.default_rng(1).normal(size=(3, router.meta["query_dim"]))
+    q = torch.as_tensor(q, dtype=torch.float32)
+    with_text = router.task_proba(q, texts)
+    assert torch.equal(with_text, router.text_task_classifier.proba(q, texts))
+    assert torch.equal(router.task_proba(q), router.task_classifier.proba(q))
+    # a save/load round trip gives identical probabilities
+    again = PersonalizedRouter.load(router.save(tmp_path / "again"))
+    assert torch.equal(again.task_proba(q, texts), with_text)
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert set(metrics["live"]["embedding_only"]) == {"val", "test"}
+
+
+def test_a_tampered_text_classifier_is_refused_and_old_routers_still_load(trained, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    router = PersonalizedRouter.load(trained / "router")
+    path = router.save(tmp_path / "r")
+    meta = json.loads((path / "router.json").read_text())
+    meta["task_inference"]["text"]["features"]["dim"] = 8
+    (path / "router.json").write_text(json.dumps(meta))
+    with pytest.raises(RouterFormatError, match="task_inference"):
+        PersonalizedRouter.load(path)
+    # weights without their feature spec (an edit accepted with verify=False): refused too
+    del meta["task_inference"]["text"]
+    (path / "router.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning), pytest.raises(RouterFormatError, match="text task classifier"):
+        PersonalizedRouter.load(path, verify=False)
+    # a router from before the text classifier: no tensors, no spec; embedding-only inference
+    ctx = load_file(path / "context.safetensors")
+    save_file(
+        {k: v for k, v in ctx.items() if not k.startswith(TextTaskClassifier.PREFIX)},
+        path / "context.safetensors",
+    )
+    with pytest.warns(UserWarning):
+        old = PersonalizedRouter.load(path, verify=False)
+    assert old.text_task_classifier is None
+    q = torch.randn(2, old.meta["query_dim"])
+    assert torch.equal(old.task_proba(q, ["a b", "c d"]), old.task_classifier.proba(q))
+    PersonalizedRouter.load(old.save(tmp_path / "resaved"))  # new hashes: verified again

@@ -98,6 +98,11 @@ def write_run_report(
                 for split in ("val", "test")
             },
         }
+        if "embedding_only" in live:  # the fallback for requests given only as an embedding
+            report["live"]["embedding_only"] = {
+                split: {"overall": m["overall"], "task_accuracy": m["task_accuracy"]}
+                for split, m in live["embedding_only"].items()
+            }
     _atomic_text(run_dir / "metrics.json", json.dumps(report, indent=2, default=float))
     write_history(run_dir, history)
     per_user = per_user_frame(test)

@@ -213,6 +213,7 @@ class PersonalizedRouter:
         device: str | torch.device = "cpu",
         task_classifier=None,
         unknown_user: str = "error",
+        text_task_classifier=None,
         adapt: dict | None = None,
         evidence: dict | None = None,
     ):
@@ -229,6 +230,10 @@ class PersonalizedRouter:
         self._task_index = {t: i for i, t in enumerate(self.tasks)}
         self.task_centroids = task_centroids.to(self.device)
         self.task_classifier = None if task_classifier is None else task_classifier.to(self.device)
+        # with the query's text (proute.task_inference.TextTaskClassifier); None: embedding only
+        self.text_task_classifier = (
+            None if text_task_classifier is None else text_task_classifier.to(self.device)
+        )
         # how a query without a task is scored (proute.task_inference): chosen at export
         self.task_mode: str = meta.get("task_inference", {}).get("mode", "hard")
         self._encoder = encoder
@@ -263,7 +268,9 @@ class PersonalizedRouter:
             if len(ids):
                 c = np.mean([emb[q] for q in ids], axis=0)
                 centroids[i] = c / max(np.linalg.norm(c), 1e-12)
-        classifier, task_info = cls._fit_task_classifier(table, emb, list(rg.tasks))
+        classifier, task_info, text_classifier, text_info = cls._fit_task_classifier(
+            table, emb, list(rg.tasks)
+        )
         encoder_cfg = OmegaConf.to_container(cfg.text_encoder, resolve=True)
         encoder_cfg = {k: v for k, v in encoder_cfg.items() if k not in ("cache_dir",)}
         llm_table = prepared.data.llms.reindex(rg.llms)
@@ -279,7 +286,12 @@ class PersonalizedRouter:
             "dataset": prepared.data.name,
             "environment": environment,
             "config": OmegaConf.to_container(cfg, resolve=True),
-            "task_inference": {"method": "softmax_regression", "mode": "hard", **task_info},
+            "task_inference": {
+                "method": "softmax_regression",
+                "mode": "hard",
+                **task_info,
+                "text": {"method": "softmax_regression_text_ngrams", **text_info},
+            },
         }
         adapt, meta["adapt"] = cls._adaptation_context(model, rg, table)
         return cls(
@@ -290,6 +302,7 @@ class PersonalizedRouter:
             device="cpu",
             task_classifier=classifier,
             adapt=adapt,
+            text_task_classifier=text_classifier,
         )
 
     @staticmethod
@@ -355,17 +368,24 @@ class PersonalizedRouter:
 
     @staticmethod
     def _fit_task_classifier(table, emb: dict, tasks: list[str]):
-        """The task classifier of the training queries, its L2 chosen on the val queries."""
-        from proute.task_inference import TaskClassifier
+        """The task classifiers of the training queries, their L2 chosen on the val queries:
+        ``(embedding-only classifier, its info, text classifier, its info)``."""
+        from proute.task_inference import TaskClassifier, TextTaskClassifier
 
         index = {t: i for i, t in enumerate(tasks)}
-        parts = {}
+        parts, texts = {}, {}
         for split in ("train", "val"):
             q = table.loc[table["split"] == split].drop_duplicates("query_id")
             q = q[q["task"].astype(str).isin(index)]
             x = np.stack([emb[i] for i in q["query_id"]]) if len(q) else None
             parts[split] = (x, [index[str(t)] for t in q["task"]])
-        return TaskClassifier.fit(*parts["train"], len(tasks), *parts["val"])
+            texts[split] = [str(t) for t in q["query"]]
+        (xt, yt), (xv, yv) = parts["train"], parts["val"]
+        classifier, info = TaskClassifier.fit(xt, yt, len(tasks), xv, yv)
+        text_classifier, text_info = TextTaskClassifier.fit(
+            xt, texts["train"], yt, len(tasks), xv, texts["val"], yv
+        )
+        return classifier, info, text_classifier, text_info
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
@@ -383,8 +403,9 @@ class PersonalizedRouter:
             context = self.context
         ctx = {k: v.detach().cpu().contiguous() for k, v in context.state_tensors().items()}
         ctx["task_centroids"] = self.task_centroids.detach().cpu().contiguous()
-        if self.task_classifier is not None:
-            ctx.update({k: v.detach().cpu() for k, v in self.task_classifier.tensors().items()})
+        for clf in (self.task_classifier, self.text_task_classifier):
+            if clf is not None:
+                ctx.update({k: v.detach().cpu().contiguous() for k, v in clf.tensors().items()})
         with self._state_lock:  # a consistent snapshot of what add_user / add_llm changed
             ctx.update({k: v.detach().cpu().contiguous() for k, v in self._adapt.items()})
             for i, (uid, ev) in enumerate(sorted(self._evidence.items())):
@@ -514,9 +535,17 @@ class PersonalizedRouter:
         if "task_centroids" not in ctx:
             raise RouterFormatError(f"{path / 'context.safetensors'}: missing 'task_centroids'")
         centroids = ctx.pop("task_centroids")
-        from proute.task_inference import TaskClassifier
+        from proute.task_inference import TaskClassifier, TextTaskClassifier
 
         classifier = TaskClassifier.from_tensors(ctx)  # routers exported before it: None
+        text_spec = (meta.get("task_inference") or {}).get("text", {}).get("features")
+        try:  # routers exported before it: None
+            text_classifier = TextTaskClassifier.from_tensors(ctx, text_spec)
+        except (KeyError, ValueError) as exc:
+            raise RouterFormatError(
+                f"{path}: the text task classifier in context.safetensors and router.json field "
+                f"'task_inference' do not agree ({exc})"
+            ) from None
         adapt = {k: ctx.pop(k) for k in list(ctx) if k.startswith("adapt.")}
         from proute.adapt import Evidence
 
@@ -540,6 +569,7 @@ class PersonalizedRouter:
             unknown_user=unknown_user,
             adapt=adapt,
             evidence=evidence,
+            text_task_classifier=text_classifier,
         )
         router._embedding = {k: v.to(router.device) for k, v in embedding.items()}
         return router
@@ -601,19 +631,22 @@ class PersonalizedRouter:
             return KeyError(f"unknown task {task!r}; known tasks: {self.tasks}")
         return None
 
-    def task_proba(self, query_emb: torch.Tensor) -> torch.Tensor:
-        """``[n, num_tasks]`` task probabilities of query embeddings: the task classifier
-        (:mod:`proute.task_inference`), or, for routers exported before it, one-hot at the
-        nearest training-task centroid (cosine)."""
+    def task_proba(self, query_emb: torch.Tensor, texts: Sequence[str] | None = None) -> torch.Tensor:
+        """``[n, num_tasks]`` task probabilities of query embeddings: with the query texts,
+        the text classifier (embedding + hashed n-grams, :mod:`proute.task_inference`);
+        without them (or for routers exported before it), the embedding-only classifier;
+        for routers exported before that, one-hot at the nearest training-task centroid."""
+        if texts is not None and self.text_task_classifier is not None:
+            return self.text_task_classifier.proba(query_emb, texts)
         if self.task_classifier is not None:
             return self.task_classifier.proba(query_emb)
         q = torch.nn.functional.normalize(query_emb, dim=1)
         nearest = (q @ self.task_centroids.T).argmax(dim=1)
         return torch.nn.functional.one_hot(nearest, len(self.tasks)).float()
 
-    def infer_tasks(self, query_emb: torch.Tensor) -> torch.Tensor:
-        """The most probable task of each query embedding."""
-        return self.task_proba(query_emb).argmax(dim=1)
+    def infer_tasks(self, query_emb: torch.Tensor, texts: Sequence[str] | None = None) -> torch.Tensor:
+        """The most probable task of each query (:meth:`task_proba`)."""
+        return self.task_proba(query_emb, texts).argmax(dim=1)
 
     def score(self, *args, **kwargs) -> tuple[np.ndarray, list[str]]:
         """Logits ``[n, num_llms]`` (columns :attr:`llms`) and the task used per query
@@ -667,7 +700,7 @@ class PersonalizedRouter:
         if mode not in ("hard", "soft"):
             raise ValueError(f"task_mode={mode!r}; expected 'hard' or 'soft'")
         context, user_idx, llms = self._snapshot(user_ids)
-        proba = self.task_proba(q)
+        proba = self.task_proba(q, queries)  # the texts, when given, sharpen task inference
         task_idx = proba.argmax(dim=1)
         given = torch.tensor([t is not None for t in tasks], dtype=torch.bool, device=self.device)
         for i, t in enumerate(tasks):

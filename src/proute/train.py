@@ -89,17 +89,19 @@ def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
     return rg
 
 
-def live_metrics(router, rg, emb: dict, split: str, mode: str) -> dict[str, Any]:
+def live_metrics(router, rg, emb: dict, split: str, mode: str, texts: dict | None = None) -> dict[str, Any]:
     """The *live* protocol: ``split``'s pairs scored by the exported router without their
     task labels (it infers them, :mod:`proute.task_inference`), plus ``task_accuracy``.
-    ``emb``: query id -> embedding (``PreparedData.query_embedding_dict``)."""
+    ``emb``: query id -> embedding (``PreparedData.query_embedding_dict``); ``texts``: query
+    id -> text (the router's text classifier), or None (the embedding-only fallback)."""
     import numpy as np
 
     from proute.metrics import routing_metrics
 
     pairs, dense = rg.split_block(split)
     q = np.stack([emb[str(i)] for i in pairs["query_id"]])
-    scores, tasks = router.score(None, list(pairs["user_id"]), None, query_emb=q, task_mode=mode)
+    queries = None if texts is None else [texts[str(i)] for i in pairs["query_id"]]
+    scores, tasks = router.score(queries, list(pairs["user_id"]), None, query_emb=q, task_mode=mode)
     m = routing_metrics(
         scores, dense["reward"], dense["performance"], dense["cost"], dense["observed"], pairs, list(rg.llms)
     )
@@ -109,20 +111,34 @@ def live_metrics(router, rg, emb: dict, split: str, mode: str) -> dict[str, Any]
 
 def live_protocol(router, rg, prepared) -> dict[str, Any]:
     """Choose the router's ``task_mode`` (hard or soft task inference) on validation reward,
-    then score the test split once with it. Also sets the router's default mode."""
+    then score the test split once with it. Also sets the router's default mode. Requests
+    carry their text, so the router infers tasks from text and embedding; the embedding-only
+    fallback (a request given only as an embedding) is reported as ``embedding_only``."""
     emb = prepared.query_embedding_dict()
-    val = {mode: live_metrics(router, rg, emb, "val", mode) for mode in ("hard", "soft")}
+    table = prepared.table
+    texts = dict(zip(table["query_id"].astype(str), table["query"].astype(str), strict=True))
+    if getattr(router, "text_task_classifier", None) is None:
+        texts = None
+    val = {mode: live_metrics(router, rg, emb, "val", mode, texts) for mode in ("hard", "soft")}
     mode = max(("hard", "soft"), key=lambda m: (val[m]["overall"]["reward"], m == "hard"))
     router.task_mode = router.meta["task_inference"]["mode"] = mode
     router.meta["task_inference"]["val_reward_by_mode"] = {m: val[m]["overall"]["reward"] for m in val}
-    test = live_metrics(router, rg, emb, "test", mode)
+    test = live_metrics(router, rg, emb, "test", mode, texts)
+    out = {"mode": mode, "val": val[mode], "test": test}
+    if texts is not None:
+        out["embedding_only"] = {s: live_metrics(router, rg, emb, s, mode) for s in ("val", "test")}
+    fallback = ""
+    if texts is not None:
+        eo = out["embedding_only"]["test"]
+        fallback = f" (embedding only: {eo['overall']['reward']:.4f}, {eo['task_accuracy']:.3f})"
     log.info(
-        "live protocol (no task labels, task_mode=%s chosen on val): test reward %.4f, task accuracy %.3f",
+        "live protocol (no task labels, task_mode=%s chosen on val): test reward %.4f, task accuracy %.3f%s",
         mode,
         test["overall"]["reward"],
         test["task_accuracy"],
+        fallback,
     )
-    return {"mode": mode, "val": val[mode], "test": test}
+    return out
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
