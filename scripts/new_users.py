@@ -16,8 +16,11 @@ Protocol (seed 42, ``trainer=minibatch`` defaults):
   best single LLM of the known users' training rows, and the oracle. The prior strength
   of ``add_user`` is chosen on the held-out users' *validation* pairs.
 * **Feedback**: a held-out user starts at k = 0; each event routes one of the user's
-  training queries and reports the reward of the routed LLM only (bandit feedback) with
-  :meth:`PersonalizedRouter.feedback`; test reward after 0, 5, 10, 20 events.
+  training queries (greedy: to the router's top LLM; exploring: to an LLM drawn from the
+  softmax of its scores) and reports the reward of the routed LLM only (bandit feedback),
+  or every LLM's (full information), with :meth:`PersonalizedRouter.feedback`; val and
+  (greedy) test reward after 0, 5, 10, 20 events. ``--parts feedback_variants`` compares
+  the imputations of ``adapt.feedback_imputation``.
 * **New LLM** (``split=new_llms`` on the default users): ``nl_without`` is trained without
   any row of the held-out LLM (no node either); it is added with
   :meth:`PersonalizedRouter.add_llm` from its description and prices (and a few outcomes)
@@ -150,7 +153,12 @@ def main(argv=None) -> None:
     ap.add_argument("stage", choices=["train", "evaluate"])
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--parts", nargs="*", default=["new_users", "new_llms"])
+    ap.add_argument(
+        "--parts",
+        nargs="*",
+        default=["new_users", "new_llms"],
+        help="also: feedback_variants (bandit feedback)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.stage == "train":
@@ -345,41 +353,109 @@ def new_users(seed: int) -> dict:
     # feedback: start from nothing, route the user's training queries and report the routed
     # LLM's reward (bandit) or every LLM's (full information, as a support query)
     pool = {u: support_of(ffull, u, seed + 7) for u in held}
-    for mode in ("bandit", "full"):
-        r, _ = placed(0, method, value)
-        curve, done, t_fb, calls = [], 0, 0.0, 0
-        for n in FEEDBACK_EVENTS:
-            while done < n:
-                for u in held:
-                    _, task, its = pool[u][done]
-                    emb_q = its[0]["query_emb"]
-                    observed = {it["llm"]: it["reward"] for it in its}
-                    if mode == "bandit":
-                        s, _ = r.score(None, [u], [task], query_emb=emb_q[None])
-                        order = [r.llms[j] for j in np.argsort(-s[0])]
-                        chosen = [next(m for m in order if m in observed)]
-                    else:
-                        chosen = list(observed)
-                    for llm in chosen:
-                        t1 = time.perf_counter()
-                        r.feedback(u, emb_q, llm, {"reward": observed[llm], "task": task})
-                        t_fb += time.perf_counter() - t1
-                        calls += 1
-                done += 1
-            m = metrics_of(router_scores(r, pairs, emb, llms), pairs, dense, llms)
-            curve.append(
-                {
-                    "events": n,
-                    "reward": m["reward"],
-                    "of_trained": m["reward"] / trained_m["reward"],
-                    "per_user": m["per_user"],
-                }
-            )
-            log.info("feedback (%s) %d: %.4f", mode, n, m["reward"])
-        res["feedback" if mode == "bandit" else "feedback_full"] = curve
-        res[f"feedback_{mode}_seconds_per_call"] = t_fb / max(1, calls)
+    for mode, key, explore in (
+        ("bandit", "feedback", False),
+        ("bandit", "feedback_explore", True),
+        ("full", "feedback_full", False),
+    ):
+        curve, sec = feedback_curve(
+            lambda: placed(0, method, value)[0], held, pool, val, test, mode, explore, seed
+        )
+        res[key] = curve
+        res[f"{key}_seconds_per_call"] = sec
+    res["feedback_bandit_seconds_per_call"] = res["feedback_seconds_per_call"]
     res["feedback_seconds_per_event"] = res["feedback_bandit_seconds_per_call"]
     return res
+
+
+def feedback_curve(make, held, pool, val, test, mode: str, explore: bool = False, seed: int = 0):
+    """Val and test reward of the held-out users after 0, 5, 10, 20 feedback events each
+    (a router from ``make()``, the users added with no interactions). Each event is the
+    user's next query of ``pool``, routed by the router's scores (greedy, or with
+    ``explore`` an LLM drawn from the softmax of its scores), and reports that LLM's reward
+    (``bandit``) or every LLM's (``full``). ``(curve, seconds per feedback call)``."""
+    r = make()
+    rng = np.random.default_rng(seed)
+    curve, done, t_fb, calls = [], 0, 0.0, 0
+    for n in FEEDBACK_EVENTS:
+        while done < n:
+            for u in held:
+                _, task, its = pool[u][done]
+                emb_q = its[0]["query_emb"]
+                observed = {it["llm"]: it["reward"] for it in its}
+                if mode == "bandit":
+                    s, _ = r.score(None, [u], [task], query_emb=emb_q[None])
+                    cand = [j for j, m in enumerate(r.llms) if m in observed]
+                    if explore:
+                        p = np.exp(s[0, cand] - s[0, cand].max())
+                        chosen = [r.llms[cand[rng.choice(len(cand), p=p / p.sum())]]]
+                    else:
+                        chosen = [r.llms[max(cand, key=lambda j: s[0, j])]]
+                else:
+                    chosen = list(observed)
+                for llm in chosen:
+                    t1 = time.perf_counter()
+                    r.feedback(u, emb_q, llm, {"reward": observed[llm], "task": task})
+                    t_fb += time.perf_counter() - t1
+                    calls += 1
+            done += 1
+        v = metrics_of(router_scores(r, val[0], val[2], val[3]), val[0], val[1], val[3])["reward"]
+        m = metrics_of(router_scores(r, test[0], test[2], test[3]), test[0], test[1], test[3])
+        curve.append({"events": n, "val_reward": v, "reward": m["reward"], "per_user": m["per_user"]})
+        log.info(
+            "feedback (%s%s) %d: val %.4f test %.4f", mode, "+explore" if explore else "", n, v, m["reward"]
+        )
+    return curve, t_fb / max(1, calls)
+
+
+FEEDBACK_VARIANTS = {
+    # name: (router meta adapt.feedback_imputation, explore)
+    "own": ("own", False),
+    "population": ("population", False),
+    "own+explore": ("own", True),
+    "population+explore": ("population", True),
+}
+
+
+def feedback_variants(seed: int, names=None) -> dict:
+    """Bandit feedback under each way of treating the LLMs an event did not observe
+    (``adapt.feedback_imputation``), greedy or exploring event routing, with the new-user
+    method chosen in results_s<seed>.json and with ``fit``."""
+    import tempfile
+
+    from proute.router import PersonalizedRouter
+
+    chosen = json.loads((OUT / f"results_s{seed}.json").read_text())["new_users"]
+    method, value = chosen["method"], chosen["setting"]
+    router, cfg, prepared, full = trained_router("nu_without", seed)
+    _, _, _, ffull = trained_router("nu_full", seed)
+    held = [u for u in full.table["user_id"].unique() if str(u) in set(full.data.meta["split"]["new_users"])]
+    tmp = Path(tempfile.mkdtemp(prefix="feedback_"))
+    router.save(tmp / "router")
+    val, test = block(full, cfg, "val", held), block(full, cfg, "test", held)
+    pool = {u: support_of(ffull, u, seed + 7) for u in held}
+    out = {"method": method, "setting": value}
+    for name in names or FEEDBACK_VARIANTS:
+        imputation, explore = FEEDBACK_VARIANTS[name]
+        for m in dict.fromkeys([method, "fit"]):
+
+            def make(m=m, imputation=imputation):
+                r = PersonalizedRouter.load(tmp / "router")
+                r.new_user_method = m
+                if m == "fit":
+                    r.prior_strength = value if method == "fit" else 1.0
+                else:
+                    r.meta["adapt"]["mixture_sharpness"] = value
+                r.meta["adapt"]["feedback_imputation"] = imputation
+                for u in held:
+                    r.add_user(u, [])
+                return r
+
+            curve, sec = feedback_curve(make, held, pool, val, test, "bandit", explore, seed)
+            out[f"{name} ({m})"] = {"curve": curve, "seconds_per_call": sec}
+            path = OUT / f"feedback_variants_s{seed}.json"
+            path.write_text(json.dumps(out, indent=2, default=str))
+    return out
 
 
 def new_llms(seed: int, n_outcome_queries: int = 10) -> dict:
@@ -456,7 +532,9 @@ def evaluate(seed: int, parts=("new_users", "new_llms")) -> None:
     res = json.loads(path.read_text()) if path.exists() else {}
     res["seed"] = seed
     for part in parts:  # one part at a time keeps the other's last results
-        res[part] = {"new_users": new_users, "new_llms": new_llms}[part](seed)
+        res[part] = {"new_users": new_users, "new_llms": new_llms, "feedback_variants": feedback_variants}[
+            part
+        ](seed)
         path.write_text(json.dumps(res, indent=2, default=str))
     res["train_info"] = {
         v: json.loads((RUNS / f"{v}_s{seed}" / "info.json").read_text())
@@ -506,18 +584,36 @@ def report(res: dict) -> str:
         "| feedback events per user | test reward | % of trained |",
         "|---|---|---|",
     ]
-    full = {r["events"]: r for r in nu.get("feedback_full", [])}
+    curves = {
+        "bandit, greedy": nu["feedback"],
+        "bandit, exploring": nu.get("feedback_explore", []),
+        "full information": nu.get("feedback_full", []),
+    }
+    curves = {k: {r["events"]: r for r in v} for k, v in curves.items() if v}
     lines[-2:] = [
-        "| feedback events per user | bandit: test reward | % of trained | full information: test reward "
-        "| % of trained |",
-        "|---|---|---|---|---|",
+        "| events per user | " + " | ".join(f"{k}: val / test (% of trained)" for k in curves) + " |",
+        "|---|" + "---|" * len(curves),
     ]
-    for r in nu["feedback"]:
-        f = full.get(r["events"], {"reward": float("nan")})
-        lines.append(
-            f"| {r['events']} | {r['reward']:.4f} | {_pct(r['reward'], tw)} | {f['reward']:.4f} "
-            f"| {_pct(f['reward'], tw)} |"
-        )
+    for n in [r["events"] for r in nu["feedback"]]:
+        cells = []
+        for c in curves.values():
+            r = c.get(n)
+            v = "" if r is None or "val_reward" not in r else f"{r['val_reward']:.4f} / "
+            cells.append("" if r is None else f"{v}{r['reward']:.4f} ({_pct(r['reward'], tw)})")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    fv = res.get("feedback_variants")
+    if fv:
+        lines += [
+            "",
+            "Bandit feedback variants (`adapt.feedback_imputation`; val / test reward after n events):",
+            "",
+            "| variant (method) | " + " | ".join(str(n) for n in FEEDBACK_EVENTS) + " |",
+            "|---|" + "---|" * len(FEEDBACK_EVENTS),
+        ]
+        for name, v in fv.items():
+            if isinstance(v, dict) and "curve" in v:
+                cells = [f"{c['val_reward']:.4f} / {c['reward']:.4f}" for c in v["curve"]]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"feedback: {nu['feedback_seconds_per_event']:.3f} s per event.", ""]
     if "new_llms" not in res:
         return "\n".join(lines)
@@ -561,8 +657,13 @@ def plot(res: dict) -> None:
     ):
         ax[0].axhline(y, ls=style, color="gray", label=name)
     ax[0].set_xlabel("k"), ax[0].set_ylabel("held-out users' test reward"), ax[0].legend(fontsize=8)
-    ev = [r["events"] for r in nu["feedback"]]
-    ax[1].plot(ev, [r["reward"] for r in nu["feedback"]], "o-", label="feedback (bandit)")
+    for key, label in (
+        ("feedback", "bandit, greedy"),
+        ("feedback_explore", "bandit, exploring"),
+        ("feedback_full", "full information"),
+    ):
+        if nu.get(key):
+            ax[1].plot([r["events"] for r in nu[key]], [r["reward"] for r in nu[key]], "o-", label=label)
     ax[1].axhline(nu["trained_with_them"], ls="--", color="gray", label="trained with them")
     ax[1].axhline(nu["best_single_llm"]["reward"], ls=":", color="gray", label="best single LLM")
     ax[1].set_xlabel("feedback events per user"), ax[1].legend(fontsize=8)

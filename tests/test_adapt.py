@@ -157,6 +157,53 @@ def test_feedback_moves_a_users_choice(router):
     assert "nobody" in router.users
 
 
+def test_own_imputation_moves_only_the_routed_llm():
+    """Bandit evidence (one LLM of a query observed): the unobserved LLMs keep the user's
+    own predicted odds and the routed LLM's share follows its reward; a fully observed
+    query has the same target under either imputation."""
+    import torch
+
+    from proute.adapt import Evidence, fit_target
+
+    pop = torch.tensor([[0.8, 0.1, 0.1]])  # the population prefers LLM 0
+    own = torch.tensor([[0.0, 5.0, 3.0]])  # this user is predicted to prefer LLM 1
+    ev = Evidence.empty(2, 1).extend([1.0, 0.0], 0, [1], [[0.0]], [0.0])  # LLM 1 failed
+    own_t, mask, useful = fit_target(ev, 3, pop, 0.1, own)
+    pop_t, _, _ = fit_target(ev, 3, pop, 0.1)
+    p = torch.softmax(own, 1)
+    assert bool(mask.all() and useful.all())
+    assert float(own_t[0, 2] / own_t[0, 0]) == pytest.approx(float(p[0, 2] / p[0, 0]), rel=1e-4)
+    assert own_t[0, 1] < p[0, 1]  # the failed routed LLM loses share ...
+    assert own_t[0, 2] > own_t[0, 0]  # ... to the user's own next choice, not the population's
+    assert pop_t[0, 0] > pop_t[0, 2]  # (population imputation: the population's choice)
+    good = Evidence.empty(2, 1).extend([1.0, 0.0], 0, [1], [[1.0]], [1.0])
+    assert fit_target(good, 3, pop, 0.1, own)[0][0, 1] > p[0, 1]
+    full = ev.extend([1.0, 0.0], 0, [0, 2], [[0.5], [0.2]], [0.5, 0.2])
+    torch.testing.assert_close(fit_target(full, 3, pop, 0.1, own)[0], fit_target(full, 3, pop, 0.1)[0])
+
+
+@pytest.mark.slow  # fits: about a minute
+@pytest.mark.parametrize("method", ["mixture", "fit"])
+def test_bandit_feedback_leaves_a_bad_llm_and_keeps_a_good_one(router, method):
+    """New users fed back only the reward of the LLM they were routed to: one whose
+    population choice (big-llama) fails leaves it and gains reward; one for whom it is good
+    keeps it."""
+    router.new_user_method = method
+    likes = {"leaver": "small-qwen", "keeper": "big-llama"}
+    for user in likes:
+        router.add_user(user, [])
+    gained = {user: 0.0 for user in likes}
+    for i in range(8):
+        for user, good in likes.items():
+            llm = router.route_single({"query": text(i), "user_id": user})["model_name"]
+            router.feedback(user, text(i), llm, float(llm == good))
+            gained[user] += float(llm == good) * (i >= 4)
+    assert routes(router, "keeper") == ["big-llama"] * len(NEW_Q)
+    assert "big-llama" not in routes(router, "leaver")
+    assert gained["leaver"] >= 1  # in its last four events: it found its LLM
+    assert routes(router, "leaver").count("small-qwen") >= len(NEW_Q) // 2
+
+
 def test_outcomes_without_reward_use_the_population_definition(router):
     definition = router.meta["adapt"]["reward_definition"]
     assert definition["kind"] == "linear"

@@ -44,9 +44,15 @@ Two ways to place a new user from its observed interactions (its *evidence*), ch
 
     Feedback on a trained user always uses ``"fit"`` (it keeps its training evidence).
 
-In both, an LLM the evidence did not observe for a query is imputed with the population's
-mean reward of that LLM on the query's task (stored at export), so single-LLM feedback (the
-routed LLM's outcome) is informative.
+In both, an LLM the evidence did not observe for a query is imputed with the user's *own*
+predicted reward (:func:`fit_target`; for the mixture, each trained user's own, scored by
+``−KL(target ‖ p_u)``), so bandit feedback (the routed LLM's outcome only) moves only the
+routed LLM's share. Imputing the population's mean reward on the task (``feedback_imputation
+="population"``, the earlier rule) fitted users unlike the population to its ranking and
+lowered their reward with bandit events. Reward rises with bandit events when the events
+explore (routed to an LLM drawn from the softmax of the scores), not with greedy events
+(experiments/new_users/README.md). Fully observed queries (``add_user`` with every LLM's
+outcome) are the same under both.
 
 New LLMs (:func:`llm_states`): the layer-0 state is the input projection of the
 description embedding (as for the trained LLMs); its message the population mean LLM
@@ -195,19 +201,46 @@ def _n(ctx, nt: str) -> int:
     return int(ctx.states[0][nt].shape[0]) if nt in ctx.states[0] else 0
 
 
-def fit_target(ev: Evidence, num_llms: int, pop_reward: torch.Tensor | None, temperature: float):
-    """Per evidence query: the target distribution over LLMs (``softmax(reward / T)`` over
-    the observed LLMs and, when ``pop_reward`` is given and an LLM is unobserved, its
-    population mean reward on the query's task) and a mask of the LLMs it covers."""
+def fit_target(
+    ev: Evidence,
+    num_llms: int,
+    pop_reward: torch.Tensor | None,
+    temperature: float,
+    own: torch.Tensor | None = None,
+):
+    """Per evidence query: the target distribution over LLMs (``softmax(reward / T)``) and a
+    mask of the LLMs it covers. An LLM the query did not observe is imputed, when ``own``
+    (``[..., m, L]``: the user's current logits of the evidence queries) is given, with the
+    user's *own* predicted reward ``T · (logit − mean logit) + mean population reward on the
+    task`` (so the target equals the user's current distribution except where it observed
+    something: bandit feedback moves only the routed LLM's entry); else, when ``pop_reward``
+    is given, with the population's mean reward of that LLM on the task; else not covered.
+    A fully observed query is the same under all three."""
     m = ev.num_queries
     r = torch.full((m, num_llms), float("-inf"))
     if pop_reward is not None and m:
         r = pop_reward[ev.task].clone().float()
+    observed = torch.zeros(m, num_llms, dtype=torch.bool)
+    observed[ev.qnode, ev.llm] = True
     r[ev.qnode, ev.llm] = ev.reward
+    if own is not None and m:
+        centre = torch.zeros(m) if pop_reward is None else pop_reward[ev.task].float().mean(1)
+        mine = temperature * (own - own.mean(-1, keepdim=True)) + centre[:, None]
+        r = torch.where(observed, r, mine)
     mask = torch.isfinite(r)
     # a query with one covered LLM carries no listwise information
-    useful = mask.sum(1) >= 2
-    return torch.softmax(r / temperature, dim=1), mask, useful
+    useful = mask.sum(-1) >= 2
+    return torch.softmax(r / temperature, dim=-1), mask, useful
+
+
+def _scores(model, ctx, states, qemb, qtask):
+    """``[m, L]`` logits of queries ``qemb`` (tasks ``qtask``) as new queries of the user
+    with per-layer states ``states``."""
+    gnn = model.gnn
+    layers = [{**ctx.states[i], USER: states[i : i + 1]} for i in range(gnn.num_layers)]
+    zero = torch.zeros(len(qemb), dtype=torch.int64)
+    hq = gnn.encode_new_queries(layers, qemb, zero, qtask)
+    return model.decoder.score_all(hq, ctx.h[LLM], states[-1:].expand(len(qemb), -1))
 
 
 def user_states(
@@ -224,27 +257,36 @@ def user_states(
     steps: int = 60,
     lr: float = 0.05,
     start: torch.Tensor | None = None,
+    imputation: str = "own",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(states [L+1, d], e [d])`` of one user: the embedding fitted on ``ev`` (module
     docstring, step 3), then propagated (step 2). ``start`` (default ``e0``) warm-starts the
-    fit (feedback refits from the current embedding)."""
+    fit (feedback refits from the current embedding). ``imputation`` fills the LLMs a query
+    did not observe (:func:`fit_target`): ``"own"`` the user's prediction at ``start``,
+    ``"population"`` the population's mean reward on the task."""
     gnn = model.gnn
     e = (e0 if start is None else start).detach().clone()
     L = _n(ctx, LLM)
-    graph = _evidence_graph(gnn, ev, _n(ctx, TASK), L, USER) if ev.num_queries else None
-    target, mask, useful = fit_target(ev, L, pop_reward, temperature) if ev.num_queries else (None,) * 3
-    if ev.num_queries and bool(useful.any()) and steps > 0:
+    m = ev.num_queries
+    graph = _evidence_graph(gnn, ev, _n(ctx, TASK), L, USER) if m else None
+    if not m or steps <= 0:
+        with torch.no_grad():
+            return propagate_user(model, ctx, e, ev, base_msg, base_n, graph), e
+    own = None
+    if imputation == "own":
+        with torch.no_grad():
+            start_states = propagate_user(model, ctx, e, ev, base_msg, base_n, graph)
+            own = _scores(model, ctx, start_states, ev.query_emb, ev.task)
+    target, mask, useful = fit_target(ev, L, pop_reward, temperature, own)
+    if bool(useful.any()):
         target, mask = target[useful], mask[useful]
         qemb, qtask = ev.query_emb[useful], ev.task[useful]
         e = e.requires_grad_(True)
         opt = torch.optim.Adam([e], lr=lr * float(scale2.mean().sqrt()))
-        zero = torch.zeros(len(qemb), dtype=torch.int64)
         for _ in range(steps):
             opt.zero_grad()
             states = propagate_user(model, ctx, e, ev, base_msg, base_n, graph)
-            layers = [{**ctx.states[i], USER: states[i : i + 1]} for i in range(gnn.num_layers)]
-            hq = gnn.encode_new_queries(layers, qemb, zero, qtask)
-            logits = model.decoder.score_all(hq, ctx.h[LLM], states[-1:].expand(len(qemb), -1))
+            logits = _scores(model, ctx, states, qemb, qtask)
             logp = torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
             ce = -(target * torch.where(mask, logp, torch.zeros_like(logp))).sum()
             prior = prior_strength * (((e - e0) ** 2) / scale2).mean()

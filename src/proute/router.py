@@ -870,14 +870,26 @@ class PersonalizedRouter:
         if not ev.num_queries:
             return torch.zeros(n_users)
         num_llms = int(context.h["llm"].shape[0])
-        target, mask, _ = fit_target(ev, num_llms, self._adapt.get("adapt.pop_reward"), self._temperature())
         m = ev.num_queries
         users = torch.arange(n_users).repeat_interleave(m)
         logits = self.model.score_new(
             context, ev.query_emb.repeat(n_users, 1), users, ev.task.repeat(n_users)
-        )
-        logp = torch.log_softmax(logits.view(n_users, m, -1).masked_fill(~mask, float("-inf")), dim=2)
-        return (target * torch.where(mask, logp, torch.zeros_like(logp))).sum((1, 2))
+        ).view(n_users, m, -1)
+        own = logits if self._feedback_imputation() == "own" else None
+        pop = self._adapt.get("adapt.pop_reward")
+        target, mask, _ = fit_target(ev, num_llms, pop, self._temperature(), own)
+        logp = torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=2)
+        # -KL(target || p): the target depends on the user under "own" imputation
+        logt = torch.log(target.clamp_min(1e-30))
+        return (target * torch.where(mask, logp - logt, torch.zeros_like(logp))).sum((1, 2))
+
+    def _feedback_imputation(self) -> str:
+        """How the fit and the mixture fill the LLMs an interaction did not observe
+        (:func:`proute.adapt.fit_target`): ``"own"`` (default) the user's own predicted
+        reward, so bandit feedback moves only the routed LLM; ``"population"`` the
+        population's mean reward on the task (dragged users unlike the population toward
+        it: scripts/new_users.py)."""
+        return str(self._adapt_info().get("feedback_imputation", DEFAULT_FEEDBACK_IMPUTATION))
 
     def _mixture_states(self, ev, context) -> torch.Tensor:
         """``[layers + 1, d]``: the posterior mixture of the trained users' states
@@ -1006,6 +1018,7 @@ class PersonalizedRouter:
             self._adapt.get("adapt.pop_reward"),
             temperature,
             start=start,
+            imputation=self._feedback_imputation(),
         )
         return states, e
 
@@ -1207,6 +1220,7 @@ NEW_USER_METHODS = ("fit", "mixture")
 DEFAULT_NEW_USER_METHOD = "fit"
 DEFAULT_MIXTURE_SHARPNESS = 3.0
 DEFAULT_PRIOR_STRENGTH = 1.0
+DEFAULT_FEEDBACK_IMPUTATION = "own"
 
 
 def _with_user_rows(context, states: torch.Tensor):
