@@ -83,6 +83,20 @@ def test_text_features_are_stateless_normalised_and_case_sensitive():
         text_features(["x"], {"hash": "md5", "dim": 8})
 
 
+def test_text_features_of_a_batch_are_each_texts_own():
+    """Features are computed for a whole batch at once (vectorised); a text's features
+    must not depend on its batchmates (empty texts, unicode, one-letter words included)."""
+    texts = ["Which is it?", "", "a b", "Ünïcode ☃ wörds 漢字", "   ", "x" * 50 + " y", "Which is it?"]
+    rows, cols, vals = text_features(texts)
+    for i, text in enumerate(texts):
+        _, c, v = text_features([text])
+        assert torch.equal(c, cols[rows == i]) and torch.allclose(v, vals[rows == i]), text
+    assert torch.equal(cols[rows == 0], cols[rows == 6])
+    assert not (rows == 1).any() and not (rows == 4).any()
+    # "a b": 2 + 1 char n-grams per word, two words and one bigram
+    assert int((rows == 2).sum()) <= 9 and int((cols[rows == 2] >= TEXT_FEATURES["dim"]).sum()) == 3
+
+
 def test_text_classifier_recovers_tasks_the_embedding_cannot():
     xt, tt, yt = _worded(40, 0)
     xv, tv, yv = _worded(20, 1)

@@ -21,7 +21,6 @@ were certain. Which one a router uses by default is chosen on validation reward 
 
 from __future__ import annotations
 
-import zlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -123,20 +122,25 @@ class TaskClassifier:
 # ---------------------------------------------------------------------- text features
 #: How a query text becomes features (recorded in router.json ``task_inference.text``, so a
 #: router keeps the spec it was fitted with): case-sensitive character n-grams within words
-#: (each whitespace-separated word padded with one space, as scikit-learn's ``char_wb``) and
-#: whitespace-token n-grams, each block hashed into ``dim`` buckets by the CRC-32 of the
-#: n-gram's UTF-8 bytes, counted and L2-normalised.
+#: (each whitespace-separated word padded with one space, in the spirit of scikit-learn's
+#: ``char_wb``; a word has the n-grams that fit inside its padded form) and whitespace-token
+#: n-grams, hashed by 64-bit polynomials over code points (vectorised over a whole batch);
+#: each block is counted into ``dim`` buckets and L2-normalised.
 TEXT_FEATURES: dict[str, Any] = {
-    "hash": "crc32",
+    "hash": "poly64",
     "dim": 16384,
     "char_wb": [2, 4],
     "word": [1, 2],
     "lowercase": False,
 }
 
+_MULT = np.uint64(0x100000001B3)  # the FNV-1 64-bit prime: the polynomial's base
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing spreads the high bits into buckets
+_WORD_CHARS = 32  # a word's hash reads at most its first 32 characters
+
 
 def _check_spec(spec: Any) -> dict:
-    ok = isinstance(spec, dict) and spec.get("hash") == "crc32"
+    ok = isinstance(spec, dict) and spec.get("hash") == TEXT_FEATURES["hash"]
     try:
         ok = (
             ok
@@ -150,48 +154,73 @@ def _check_spec(spec: Any) -> dict:
     return spec
 
 
-def _grams(text: str, spec: dict) -> tuple[list[str], list[str]]:
-    """The character n-grams within words and the word n-grams of one text."""
-    words = (text.lower() if spec.get("lowercase") else text).split()
-    lo, hi = spec["char_wb"]
-    chars: list[str] = []
-    for w in words:
-        w = f" {w} "
-        for n in range(lo, hi + 1):
-            if len(w) <= n:  # a word shorter than n: itself, once
-                chars.append(w)
-                break
-            chars.extend(w[i : i + n] for i in range(len(w) - n + 1))
-    lo, hi = spec["word"]
-    tokens = [" ".join(words[i : i + n]) for n in range(lo, hi + 1) for i in range(len(words) - n + 1)]
-    return chars, tokens
+def _char_grams(words: list[list[str]], spec: dict, dim: int):
+    """``(row, bucket)`` of every character n-gram inside the padded words of each text and
+    ``(row, bucket)`` of every word n-gram, for all texts at once without per-gram Python:
+    one code-point array (words separated by 0), a polynomial hash of every window without
+    a 0 in it; words hashed by the same polynomial over their own characters (capped at
+    :data:`_WORD_CHARS`), a word n-gram by chaining its words' hashes."""
+    stream = "\0".join("\0".join(f" {w} " for w in ws) for ws in words)
+    codes = np.frombuffer(stream.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    # a text with no words still takes one separator, so rows stay aligned with texts
+    nwords = np.array([len(ws) for ws in words], np.int64)
+    wlen = np.fromiter((len(w) for ws in words for w in ws), np.int64, int(nwords.sum()))
+    lengths = np.bincount(np.repeat(np.arange(len(words)), nwords), weights=wlen + 3, minlength=len(words))
+    lengths = np.where(nwords > 0, lengths, 1).astype(np.int64)
+    row = np.repeat(np.arange(len(words)), lengths)[: len(codes)]
+    # a window is inside one padded word when both ends carry its label (each 0 its own)
+    label = np.where(codes == 0, -1 - np.arange(len(codes)), np.cumsum(codes == 0))
+    with np.errstate(over="ignore"):
+        char = _ngrams(codes, label, row, spec["char_wb"], _MULT, dim)
+        # words: the first character of word k sits after its text's earlier words
+        wrow = np.repeat(np.arange(len(words)), nwords)
+        empty_before = np.cumsum(nwords == 0) - (nwords == 0)  # each empty text is one 0
+        start = np.cumsum(np.concatenate([[0], wlen + 3]))[:-1] + 1 + empty_before[wrow]
+        hw = np.zeros(len(wlen), np.uint64)
+        for j in range(min(int(wlen.max(initial=0)), _WORD_CHARS)):
+            more = wlen > j
+            hw = np.where(more, hw * _MULT + codes[np.minimum(start + j, len(codes) - 1)], hw)
+        word = _ngrams(hw, wrow, wrow, spec["word"], _MIX, dim)  # n words of one text
+    return char, word
 
 
-def _hashed(grams: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket indices and L2-normalised counts of hashed n-grams."""
-    if not grams:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    codes = np.fromiter((zlib.crc32(g.encode("utf-8")) for g in grams), np.int64, len(grams))
-    idx, counts = np.unique(codes % dim, return_counts=True)
-    vals = counts.astype(np.float32)
-    return idx, vals / np.sqrt((vals * vals).sum())
+def _ngrams(values, label, row, sizes, mult, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, bucket)`` of the polynomial hash (base ``mult``) of every window of ``n``
+    consecutive ``values`` (``sizes[0] <= n <= sizes[1]``) whose first and last positions
+    have the same non-negative ``label``."""
+    rows, hashes = [np.zeros(0, np.int64)], [np.zeros(0, np.uint64)]
+    for n in range(int(sizes[0]), int(sizes[1]) + 1):
+        m = len(values) - n + 1
+        if m <= 0:
+            continue
+        h = np.zeros(m, np.uint64)
+        for j in range(n):
+            h = h * mult + values[j : j + m]
+        keep = (label[:m] == label[n - 1 : n - 1 + m]) & (label[:m] >= 0)
+        rows.append(row[:m][keep])
+        hashes.append(h[keep] + np.uint64(n))
+    buckets = ((np.concatenate(hashes) * _MIX) >> np.uint64(32)) % np.uint64(dim)
+    return np.concatenate(rows), buckets.astype(np.int64)
 
 
 def text_features(
     texts: Sequence[str], spec: dict | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Hashed n-gram features of ``texts``: ``(row, column, value)`` of a sparse
-    ``[len(texts), 2 * dim]`` matrix (the character block, then the word block)."""
+    ``[len(texts), 2 * dim]`` matrix (the character block, then the word block), sorted by
+    row and column; each block of a row has unit L2 norm (an empty block has no entries)."""
     spec = _check_spec(TEXT_FEATURES if spec is None else spec)
     dim = int(spec["dim"])
-    rows, cols, vals = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    for r, text in enumerate(texts):
-        for offset, grams in zip((0, dim), _grams(str(text), spec), strict=True):
-            c, v = _hashed(grams, dim)
-            rows.append(np.full(len(c), r, np.int64))
-            cols.append(c + offset)
-            vals.append(v)
-    return tuple(torch.from_numpy(np.concatenate(a)) for a in (rows, cols, vals))  # type: ignore[return-value]
+    words = [(str(t).lower() if spec.get("lowercase") else str(t)).split() for t in texts]
+    (cr, cb), (wr, wb) = _char_grams(words, spec, dim)
+    key = np.concatenate([cr * (2 * dim) + cb, wr * (2 * dim) + dim + wb])
+    key, counts = np.unique(key, return_counts=True)
+    rows, cols = key // (2 * dim), key % (2 * dim)
+    vals = counts.astype(np.float32)
+    block = rows * 2 + (cols >= dim)  # (row, block) -> its sum of squares
+    norm = np.sqrt(np.bincount(block, weights=vals * vals, minlength=2 * len(texts)))
+    vals = (vals / norm[block]).astype(np.float32)
+    return tuple(torch.from_numpy(a) for a in (rows, cols, vals))  # type: ignore[return-value]
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]):
