@@ -14,6 +14,7 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -164,6 +165,26 @@ def test_route_single_and_batch(client, router):
     assert results[5]["model_name"] in router.llms  # "1" and 1 are one user
 
 
+def test_explore_draws_from_the_scores(client, router):
+    """``explore: true`` samples the LLM from the softmax of the scores (what bandit feedback
+    needs) and names the greedy choice; without it routing stays the argmax."""
+    body = {"query": "What is 2 + 2?", "user": 0}
+    greedy = client.post("/v1/route", json=body).json()
+    picks = [client.post("/v1/route", json={**body, "explore": True}).json() for _ in range(60)]
+    assert all(p["greedy_model_name"] == greedy["model_name"] for p in picks)
+    assert all(p["scores"] == greedy["scores"] for p in picks)
+    s = np.array(list(greedy["scores"].values()))
+    prob = dict(zip(greedy["scores"], np.exp(s - s.max()) / np.exp(s - s.max()).sum(), strict=True))
+    counts = {m: sum(p["model_name"] == m for p in picks) for m in prob}
+    # every pick has real probability, and the spread follows the softmax
+    assert all(prob[p["model_name"]] > 1e-4 for p in picks)
+    if prob[greedy["model_name"]] < 0.9:
+        assert len({p["model_name"] for p in picks}) > 1, (prob, counts)
+    top = greedy["model_name"]
+    assert abs(counts[top] / 60 - prob[top]) < 4 * np.sqrt(prob[top] * (1 - prob[top]) / 60) + 0.02
+    assert all(client.post("/v1/route", json=body).json()["model_name"] == top for _ in range(5))
+
+
 @pytest.mark.parametrize(
     "body, status, param",
     [
@@ -177,6 +198,7 @@ def test_route_single_and_batch(client, router):
         (json.dumps({"query": "hi", "user": 12345}).encode(), 404, "user"),
         (json.dumps({"query": "hi", "user_id": 12345}).encode(), 404, "user_id"),
         (json.dumps({"requests": []}).encode(), 422, "requests"),
+        (json.dumps({"query": "hi", "user": 0, "explore": "yes"}).encode(), 422, "explore"),
     ],
     ids=[
         "not-json",
@@ -189,6 +211,7 @@ def test_route_single_and_batch(client, router):
         "unknown-user",
         "unknown-user_id",
         "empty-batch",
+        "explore-not-bool",
     ],
 )
 def test_route_errors(client, body, status, param):

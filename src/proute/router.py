@@ -622,6 +622,8 @@ class PersonalizedRouter:
         for key in ("query", "user_id"):
             if key not in request:
                 return ValueError(f"missing field {key!r}; expected a dict with 'query' and 'user_id'")
+        if not isinstance(request.get("explore", False), bool):
+            return ValueError(f"field 'explore' must be true or false; got {request['explore']!r}")
         return _query_error(request["query"]) or self._ids_error(request["user_id"], request.get("task"))
 
     def _ids_error(self, user_id: Any, task: Any) -> KeyError | None:
@@ -720,7 +722,12 @@ class PersonalizedRouter:
         return logits.float().cpu().numpy(), [self.tasks[i] for i in task_idx.tolist()], llms
 
     def route_batch(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Route ``[{"query": str, "user_id": id, "task": optional}, ...]``.
+        """Route ``[{"query": str, "user_id": id, "task": optional, "explore": optional}, ...]``.
+
+        ``"explore": true`` draws the LLM from the softmax of the scores instead of taking
+        the best (``greedy_model_name`` is then the best): what lets bandit
+        :meth:`feedback` improve a user, who would otherwise only ever report on the LLM
+        the router already prefers (experiments/new_users/README.md).
 
         A bad request raises before anything is routed: ``ValueError`` (malformed) or
         ``KeyError`` (unknown user or task), its message starting ``request <index>: ``.
@@ -735,15 +742,19 @@ class PersonalizedRouter:
             [r.get("task") for r in requests],
         )
         out = []
+        rng = np.random.default_rng() if any(r.get("explore") for r in requests) else None
         for r, s, t in zip(requests, scores, tasks, strict=True):
-            out.append(
-                {
-                    "model_name": llms[int(s.argmax())],
-                    "scores": dict(zip(llms, map(float, s), strict=True)),
-                    "user_id": r["user_id"],
-                    "task": t,
-                }
-            )
+            d = {
+                "model_name": llms[int(s.argmax())],
+                "scores": dict(zip(llms, map(float, s), strict=True)),
+                "user_id": r["user_id"],
+                "task": t,
+            }
+            if r.get("explore"):
+                p = np.exp(s - s.max())
+                d["greedy_model_name"] = d["model_name"]
+                d["model_name"] = llms[int(rng.choice(len(llms), p=p / p.sum()))]
+            out.append(d)
         return out
 
     def route_single(self, request: dict[str, Any]) -> dict[str, Any]:

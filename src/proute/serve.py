@@ -249,6 +249,8 @@ def _route_request(item: Any) -> tuple[dict[str, Any], str]:
     request = {"query": item["query"], "user_id": item[user_field]}
     if item.get("task") is not None:
         request["task"] = item["task"]
+    if "explore" in item:
+        request["explore"] = item["explore"]
     return request, user_field
 
 
