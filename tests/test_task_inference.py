@@ -97,6 +97,24 @@ def test_text_features_of_a_batch_are_each_texts_own():
     assert int((rows == 2).sum()) <= 9 and int((cols[rows == 2] >= TEXT_FEATURES["dim"]).sum()) == 3
 
 
+def test_text_logits_are_the_dense_product():
+    """The sparse product behind the text classifier's logits equals the dense one."""
+    rng = np.random.default_rng(0)
+    texts = ["Which is it?", "", "Solve 2 + 2 step by step", "a b c"]
+    dim = TEXT_FEATURES["dim"]
+    clf = TextTaskClassifier(
+        torch.randn(3, 16),
+        torch.from_numpy(rng.normal(size=(3, 2 * dim)).astype(np.float32)),
+        torch.randn(3),
+        TEXT_FEATURES,
+    )
+    emb = torch.randn(len(texts), 16)
+    rows, cols, vals = text_features(texts)
+    dense = torch.zeros(len(texts), 2 * dim).index_put_((rows, cols), vals)
+    want = torch.nn.functional.normalize(emb, dim=1) @ clf.weight.T + clf.bias + dense @ clf.text_weight.T
+    assert torch.allclose(clf.logits(emb, texts), want, atol=1e-5)
+
+
 def test_text_classifier_recovers_tasks_the_embedding_cannot():
     xt, tt, yt = _worded(40, 0)
     xv, tv, yv = _worded(20, 1)

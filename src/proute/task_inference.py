@@ -223,6 +223,12 @@ def text_features(
     return tuple(torch.from_numpy(a) for a in (rows, cols, vals))  # type: ignore[return-value]
 
 
+def _csr_rows(vals: np.ndarray, cols: np.ndarray, indptr: np.ndarray, width: int):
+    import scipy.sparse
+
+    return scipy.sparse.csr_matrix((vals, cols, indptr), shape=(len(indptr) - 1, width))
+
+
 def _csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]):
     import scipy.sparse
 
@@ -262,8 +268,13 @@ class TextTaskClassifier:
     def logits(self, query_emb: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         if len(texts) != len(query_emb):
             raise ValueError(f"{len(query_emb)} query embeddings and {len(texts)} texts")
-        rows, cols, vals = (t.to(self.weight.device) for t in text_features(texts, self.spec))
+        rows, cols, vals = text_features(texts, self.spec)
         out = _normalise(query_emb) @ self.weight.T + self.bias
+        if self.weight.device.type == "cpu":  # scipy's sparse x dense: ~5x torch's gather here
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(rows.numpy(), minlength=len(texts)))])
+            x = _csr_rows(vals.numpy(), cols.numpy(), indptr, self.text_weight.shape[1])
+            return out + torch.from_numpy(np.asarray(x @ self._columns.numpy(), dtype=np.float32))
+        rows, cols, vals = (t.to(self.weight.device) for t in (rows, cols, vals))
         return out.index_add_(0, rows, self._columns[cols] * vals[:, None])
 
     def proba(self, query_emb: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
