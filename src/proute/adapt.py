@@ -168,23 +168,40 @@ def propagate_user(model, ctx, e: torch.Tensor, ev: Evidence, base_msg, base_n: 
     ``base_n`` against the evidence's ``ev.num_queries``."""
     gnn = model.gnn
     m = ev.num_queries
-    hu = e.reshape(1, -1)
-    out = [hu]
+    g = hq = None
     if m:
         g = graph if graph is not None else _evidence_graph(gnn, ev, _n(ctx, TASK), _n(ctx, LLM), USER)
         hq = gnn.project(QUERY, feat=ev.query_emb)
+
+    def context(layer):
+        return {nt: ctx.states[layer][nt] for nt in (TASK, LLM) if nt in gnn.ntypes}
+
+    return _propagate(gnn, USER, e.reshape(1, -1), m, g, hq, context, base_msg, base_n)
+
+
+def _propagate(gnn, center, h, m: int, g, hq, context, base_msg, base_n: float, query_extra=None):
+    """Per-layer states ``[L+1, d]`` of one new ``center`` node (a user or an LLM) with layer-0
+    state ``h``: each layer runs the model's own convs on the evidence graph ``g`` of its
+    ``m`` query nodes (layer-0 states ``hq``), the other node types sending
+    ``context(layer)``; ``query_extra(layer, hq)`` (optional) adds a message into the query
+    nodes; the centre's message is blended with ``base_msg`` (:func:`_blend`)."""
+    out = [h]
     for layer in range(gnn.num_layers):
-        msg_u = None
+        msg = None
         if m:
-            h = {USER: hu, QUERY: hq}
-            h.update({nt: ctx.states[layer][nt] for nt in (TASK, LLM) if nt in gnn.ntypes})
-            msgs = gnn.convs[layer](g, h, mod_kwargs=gnn._mod_kwargs(g))
-            hq_next = gnn._combine(layer, QUERY, hq, msgs.get(QUERY))
-            msg_u = msgs.get(USER)
-        hu = gnn._combine(layer, USER, hu, _blend(msg_u, m, base_msg, base_n, layer))
+            msgs = gnn.convs[layer](
+                g, {center: h, QUERY: hq, **context(layer)}, mod_kwargs=gnn._mod_kwargs(g)
+            )
+            msg_q = msgs.get(QUERY)
+            extra = None if query_extra is None else query_extra(layer, hq)
+            if extra is not None:
+                msg_q = extra if msg_q is None else msg_q + extra
+            hq_next = gnn._combine(layer, QUERY, hq, msg_q)
+            msg = msgs.get(center)
+        h = gnn._combine(layer, center, h, _blend(msg, m, base_msg, base_n, layer))
         if m:
             hq = hq_next
-        out.append(hu)
+        out.append(h)
     return torch.cat(out, 0)
 
 
@@ -304,35 +321,27 @@ def llm_states(model, ctx, feat: torch.Tensor, ev: Evidence | None, user_states_
     the ``[L+1, d]`` states of each evidence query's user, as ``[m, L+1, d]``)."""
     gnn = model.gnn
     hl = gnn.project(LLM, feat=feat.reshape(1, -1))
-    out = [hl]
     m = 0 if ev is None else ev.num_queries
+    g = hq = ug = None
     if m:
         g = _evidence_graph(gnn, ev, _n(ctx, TASK), 1, LLM)
-        # the users of the evidence queries send through asks: a graph of their own
         hq = gnn.project(QUERY, feat=ev.query_emb)
+        # the users of the evidence queries send through asks: a graph of their own
         ar = torch.arange(m)
         ug = dgl.heterograph({ASKS: (ar, ar)}, num_nodes_dict={USER: m, QUERY: m}, idtype=torch.int64)
-    for layer in range(gnn.num_layers):
-        msg_l = None
-        if m:
-            h = {LLM: hl, QUERY: hq}
-            if TASK in gnn.ntypes:
-                h[TASK] = ctx.states[layer][TASK]
-            if USER in gnn.ntypes:
-                h[USER] = torch.zeros(1, hl.shape[1])
-            msgs = gnn.convs[layer](g, h, mod_kwargs=gnn._mod_kwargs(g))
-            msg_q = msgs.get(QUERY)
-            if USER in gnn.ntypes and ASKS in [tuple(e) for e in gnn.etypes]:
-                mod = gnn.convs[layer].mods[ASKS[1]]
-                um = mod(ug, (user_states_of[:, layer], hq))
-                msg_q = um if msg_q is None else msg_q + um
-            hq_next = gnn._combine(layer, QUERY, hq, msg_q)
-            msg_l = msgs.get(LLM)
-        hl = gnn._combine(layer, LLM, hl, _blend(msg_l, m, base_msg, base_n, layer))
-        if m:
-            hq = hq_next
-        out.append(hl)
-    return torch.cat(out, 0)
+
+    def context(layer):
+        h = {TASK: ctx.states[layer][TASK]} if TASK in gnn.ntypes else {}
+        if USER in gnn.ntypes:
+            h[USER] = torch.zeros(1, hl.shape[1])
+        return h
+
+    def from_users(layer, hq):
+        if USER not in gnn.ntypes or ASKS not in [tuple(e) for e in gnn.etypes]:
+            return None
+        return gnn.convs[layer].mods[ASKS[1]](ug, (user_states_of[:, layer], hq))
+
+    return _propagate(gnn, LLM, hl, m, g, hq, context, base_msg, base_n, from_users)
 
 
 @torch.no_grad()
