@@ -223,16 +223,13 @@ def text_features(
     return tuple(torch.from_numpy(a) for a in (rows, cols, vals))  # type: ignore[return-value]
 
 
-def _csr_rows(vals: np.ndarray, cols: np.ndarray, indptr: np.ndarray, width: int):
-    import scipy.sparse
-
-    return scipy.sparse.csr_matrix((vals, cols, indptr), shape=(len(indptr) - 1, width))
-
-
 def _csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]):
+    """The scipy CSR matrix of :func:`text_features`' output (its rows come sorted, so the
+    row pointers are a cumulative count; no COO conversion)."""
     import scipy.sparse
 
-    return scipy.sparse.csr_matrix((vals.numpy(), (rows.numpy(), cols.numpy())), shape=shape)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows.numpy(), minlength=shape[0]))])
+    return scipy.sparse.csr_matrix((vals.numpy(), cols.numpy(), indptr), shape=shape)
 
 
 class TextTaskClassifier:
@@ -271,8 +268,7 @@ class TextTaskClassifier:
         rows, cols, vals = text_features(texts, self.spec)
         out = _normalise(query_emb) @ self.weight.T + self.bias
         if self.weight.device.type == "cpu":  # scipy's sparse x dense: ~5x torch's gather here
-            indptr = np.concatenate([[0], np.cumsum(np.bincount(rows.numpy(), minlength=len(texts)))])
-            x = _csr_rows(vals.numpy(), cols.numpy(), indptr, self.text_weight.shape[1])
+            x = _csr(rows, cols, vals, (len(texts), self.text_weight.shape[1]))
             return out + torch.from_numpy(np.asarray(x @ self._columns.numpy(), dtype=np.float32))
         rows, cols, vals = (t.to(self.weight.device) for t in (rows, cols, vals))
         return out.index_add_(0, rows, self._columns[cols] * vals[:, None])
