@@ -117,7 +117,7 @@ def train(variant: str, seed: int) -> None:
     from safetensors.torch import save_file
 
     from proute.train import build_graph_from
-    from proute.trainer import seed_everything
+    from proute.training.trainer import seed_everything
 
     cfg, prepared, _ = prepare(variant, seed)
     seed_everything(seed)
@@ -203,7 +203,7 @@ def block(full, cfg, split: str, users=None):
 
 
 def metrics_of(scores, pairs, dense, llms):
-    from proute.metrics import routing_metrics
+    from proute.evaluation.metrics import routing_metrics
 
     m = routing_metrics(
         scores, dense["reward"], dense["performance"], dense["cost"], dense["observed"], pairs, llms

@@ -10,7 +10,7 @@ Each (setting, seed) is one ``python -m proute.train`` subprocess (one thread,
 setting's overrides and then ``--override``'s. Its output goes to
 ``<runs>/<setting>/seed<k>.log``.
 
-Resumable: a run whose ``status.json`` says ``finished`` (proute.lifecycle) is skipped; a
+Resumable: a run whose ``status.json`` says ``finished`` (proute.training.lifecycle) is skipped; a
 failed or interrupted one is run again, with ``resume=true`` when it left a
 ``checkpoint/``. A failed run is reported and the study goes on; the exit status is 1 when
 any run failed (the tables are still written from the finished ones).
@@ -21,9 +21,9 @@ Then, into ``--out`` (default ``experiments/results``):
   without them, every baseline) x test reward, reward / oracle, accuracy, mean cost (and
   the live router's task accuracy), mean ± std over the seeds; in the Markdown, the GNN
   against the strongest non-oracle baseline (paired bootstrap over the test pairs of all
-  seeds, ``proute.analysis.paired_bootstrap``);
+  seeds, ``proute.evaluation.analysis.paired_bootstrap``);
 - ``<setting>_cost_quality.png`` and ``<setting>_aiq.csv``: cost vs quality per user of the
-  seed-42 run (``proute.analysis.plot_cost_quality``), AIQ per router;
+  seed-42 run (``proute.evaluation.analysis.plot_cost_quality``), AIQ per router;
 - ``new_users.md`` / ``new_users.csv``: the held-out users' reward at every ``k``;
 - ``bootstrap.csv``, ``summary.md``; and, unless ``--no-notebook``,
   ``per_user_analysis.html``: notebooks/per_user_analysis.ipynb executed on the default
@@ -122,7 +122,7 @@ def plan(study: Study, runs_root: Path, extra: list[str], seeds_given: bool) -> 
     """Every (setting, seed) run: the first setting (the headline) for every seed, then the
     others seed-major, so that a study cut short has the headline's spread over seeds and
     then one seed of every setting."""
-    from proute.lifecycle import RunStateError, read_status
+    from proute.training.lifecycle import RunStateError, read_status
 
     seeds_of = {
         s: study.seeds if seeds_given else [int(k) for k in cfg.get("seeds", study.seeds)]
@@ -178,7 +178,7 @@ def _fmt_seconds(s: float) -> str:
 
 
 def _last_error(run: Run) -> str:
-    from proute.lifecycle import RunStateError, read_status
+    from proute.training.lifecycle import RunStateError, read_status
 
     try:
         status = read_status(run.dir) or {}
@@ -257,7 +257,7 @@ def execute(study: Study, runs: list[Run], extra: list[str], jobs: int, out=sys.
         return _fmt_seconds((in_flight + waiting * per_run) / max(1, jobs))
 
     def one(run: Run) -> Run:
-        from proute.lifecycle import is_finished
+        from proute.training.lifecycle import is_finished
 
         if is_finished(run.dir):  # another study into the same runs finished it meanwhile
             run.state = "finished"
@@ -299,7 +299,7 @@ def execute(study: Study, runs: list[Run], extra: list[str], jobs: int, out=sys.
 
 # ----------------------------------------------------------------------------- reading runs
 def finished_runs(runs: list[Run]) -> dict[str, dict[int, Path]]:
-    from proute.lifecycle import is_finished
+    from proute.training.lifecycle import is_finished
 
     out: dict[str, dict[int, Path]] = {}
     for r in runs:
@@ -338,7 +338,7 @@ def upper_bounds(metrics: dict[str, Any]) -> set[str]:
 
 def seed_table(frames: dict[int, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(numeric: mean and std per column, Markdown cells ``mean ± std``) over the seeds."""
-    from proute.analysis import mean_std_over_seeds
+    from proute.evaluation.analysis import mean_std_over_seeds
 
     index = list(dict.fromkeys(i for f in frames.values() for i in f.index))
     aligned = [f.reindex(index) for _, f in sorted(frames.items())]
@@ -392,7 +392,7 @@ def gnn_vs_strongest(
     """The GNN (gold) against the non-oracle baseline of highest mean test reward: paired
     bootstrap of the per-pair reward difference, pairs of every seed pooled (key: seed,
     user, query), and whether the mean difference exceeds the spread over seeds."""
-    from proute.analysis import load_baseline_picks, load_picks, paired_bootstrap
+    from proute.evaluation.analysis import load_baseline_picks, load_picks, paired_bootstrap
 
     candidates = [r for r in numeric.index if r not in (GNN, GNN_LIVE) and r not in bounds]
     if not candidates or GNN not in numeric.index:
@@ -459,7 +459,7 @@ def cost_quality(setting: str, run_dir: Path, out: Path, bounds: set[str]) -> Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proute.analysis import (
+    from proute.evaluation.analysis import (
         aiq_table,
         cost_quality_points,
         load_baseline_picks,
@@ -487,14 +487,14 @@ def cost_quality(setting: str, run_dir: Path, out: Path, bounds: set[str]) -> Pa
 
 
 def plot_cost_quality_safe(points: pd.DataFrame, title: str, path: Path):
-    from proute.analysis import plot_cost_quality
+    from proute.evaluation.analysis import plot_cost_quality
 
     return plot_cost_quality(points, title=title, ncols=4, path=path)
 
 
 # ----------------------------------------------------------------------------- aggregation
 def aggregate(runs: list[Run], out: Path, n_boot: int = 10000) -> dict[str, Any]:
-    from proute.analysis import load_metrics
+    from proute.evaluation.analysis import load_metrics
 
     out.mkdir(parents=True, exist_ok=True)
     done = finished_runs(runs)
@@ -692,7 +692,7 @@ def write_summary(
         "",
         '"Beyond seed spread": |mean GNN − baseline difference| larger than the larger of the '
         "two routers' std of test reward over seeds. The CI resamples the (seed, user, query) "
-        f"test pairs of all seeds (`proute.analysis.paired_bootstrap`, {n_boot:,} resamples); "
+        f"test pairs of all seeds (`proute.evaluation.analysis.paired_bootstrap`, {n_boot:,} resamples); "
         "`bootstrap.csv` has every number.",
     ]
     if agg.get("new_users"):

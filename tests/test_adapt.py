@@ -1,4 +1,4 @@
-"""New users, feedback and new LLMs without retraining (proute.adapt, PersonalizedRouter
+"""New users, feedback and new LLMs without retraining (proute.router.adapt, PersonalizedRouter
 .add_user / .feedback / .add_llm / .unknown_user), and their thread safety.
 
 One tiny router per module: four users who ask the same queries, three of whom get reward 1
@@ -163,7 +163,7 @@ def test_own_imputation_moves_only_the_routed_llm():
     query has the same target under either imputation."""
     import torch
 
-    from proute.adapt import Evidence, fit_target
+    from proute.router.adapt import Evidence, fit_target
 
     pop = torch.tensor([[0.8, 0.1, 0.1]])  # the population prefers LLM 0
     own = torch.tensor([[0.0, 5.0, 3.0]])  # this user is predicted to prefer LLM 1

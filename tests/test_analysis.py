@@ -1,4 +1,4 @@
-"""proute.analysis on hand-computed examples: AIQ, the paired bootstrap, cost–quality points."""
+"""proute.evaluation.analysis on hand-computed examples: AIQ, the paired bootstrap, cost–quality points."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from proute import analysis  # noqa: E402
-from proute.analysis import aiq, frontier, mean_std_over_seeds, paired_bootstrap  # noqa: E402
+from proute.evaluation import analysis  # noqa: E402
+from proute.evaluation.analysis import aiq, frontier, mean_std_over_seeds, paired_bootstrap  # noqa: E402
 
 
 # --------------------------------------------------------------------------- AIQ

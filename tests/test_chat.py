@@ -1,4 +1,4 @@
-"""``proute chat`` driven by a real client: the Gradio page (src/proute/chat.py) on
+"""``proute chat`` driven by a real client: the Gradio page (src/proute/serving/chat.py) on
 127.0.0.1, called through ``gradio_client`` at its API endpoint, routing with the tiny
 trained router and answering through the stub upstream of tests/test_serve.py. The page
 must reach nothing beyond loopback: every other connection or name lookup is refused and
@@ -18,8 +18,8 @@ pytest.importorskip("fastapi")
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import test_serve  # noqa: E402
-from proute.chat import API_NAME, build_app  # noqa: E402
-from proute.upstreams import message_text  # noqa: E402
+from proute.serving.chat import API_NAME, build_app  # noqa: E402
+from proute.serving.upstreams import message_text  # noqa: E402
 
 # Gradio 6.14's own deprecation noise under pandas 3 and starlette 0.52, not the page's.
 pytestmark = [

@@ -146,10 +146,10 @@ def test_debug_shrinks_every_experiment_preset_and_the_command_line_wins(experim
     assert_contains(OmegaConf.to_container(cfg, resolve=False), debug, "")
     # The preset's own choices survive the debug config.
     assert cfg.tags == preset.tags and cfg.users == preset.users and cfg.split == preset.split
-    assert cfg.logger._target_ == "proute.loggers.NullLogger"
+    assert cfg.logger._target_ == "proute.training.loggers.NullLogger"
     # A command-line override beats both (the logger tests pass logger=wandb this way).
     cfg = compose("train", [f"experiment={experiment}", "debug=default", "logger=wandb", "train_epoch=1"])
-    assert cfg.logger._target_ == "proute.loggers.WandbLogger" and cfg.train_epoch == 1
+    assert cfg.logger._target_ == "proute.training.loggers.WandbLogger" and cfg.train_epoch == 1
 
 
 def test_the_option_glob_sees_every_group():

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from proute.baselines import BASELINES, evaluate_baselines
-from proute.metrics import routing_metrics, tie_aware_macro_f1
+from proute.evaluation.metrics import routing_metrics, tie_aware_macro_f1
 
 LLMS = ["a", "b", "c"]
 

@@ -10,7 +10,7 @@ from proute.graph.masking import QueryMasking
 from proute.graph.sampling import MaskedNeighborSampler
 from proute.models import build_model
 from proute.schema import QUERY_SENDER_RELATIONS, is_outcome
-from proute.trainer import MiniBatchTrainer
+from proute.training.trainer import MiniBatchTrainer
 from synthetic import make_synthetic
 
 

@@ -23,8 +23,8 @@ import httpx  # noqa: E402
 
 import conftest  # noqa: E402
 from conftest import ROOT  # noqa: E402
-from proute.serve import create_app, unknown_user_policy  # noqa: E402
-from proute.upstreams import Upstream, UpstreamsError, load_upstreams  # noqa: E402
+from proute.serving.app import create_app, unknown_user_policy  # noqa: E402
+from proute.serving.upstreams import Upstream, UpstreamsError, load_upstreams  # noqa: E402
 
 KEY_ENV = "PROUTE_TEST_UPSTREAM_KEY"
 TIMEOUT = 1.5  # the stub upstreams' timeout: STUB_STALL answers after 6 s

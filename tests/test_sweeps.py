@@ -37,8 +37,8 @@ def compose_many(overrides: list[list[str]]) -> list:
     """:func:`compose_with_hydra` of each list of overrides, in one Hydra context."""
     from hydra import compose, initialize_config_dir
 
-    from proute import lifecycle, paths
-    from proute.config import register_resolvers
+    from proute.config import paths, register_resolvers
+    from proute.training import lifecycle
 
     register_resolvers()
     lifecycle.register_resolvers()

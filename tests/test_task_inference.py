@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from proute.router import PersonalizedRouter, RouterFormatError
-from proute.task_inference import TEXT_FEATURES, TaskClassifier, TextTaskClassifier, text_features
+from proute.router.task_inference import TEXT_FEATURES, TaskClassifier, TextTaskClassifier, text_features
 
 
 def _clusters(n_per: int, seed: int, spread: float = 0.3):

@@ -173,7 +173,7 @@ def test_reloaded_router_scores_exactly_as_evaluation(train_cfg, tmp_path, train
         full = model.score_all(h, nodes, rg.query_user[nodes]).numpy()
     np.testing.assert_allclose(scores, full, atol=1e-5)
     # The trainer's evaluation (blocks whose outputs are the test nodes) is the same pass.
-    from proute.trainer import Trainer
+    from proute.training.trainer import Trainer
 
     np.testing.assert_allclose(Trainer().scores(model, rg, "test"), full, atol=1e-5)
     # Reloading twice gives bit-identical scores.
@@ -195,7 +195,7 @@ def test_a_killed_run_resumes_to_the_same_metrics(train_cfg, tmp_path, trainer, 
     """A run killed after epoch 2 and restarted with resume=true ends exactly as a run that
     was never interrupted (every epoch's draws are seeded from (seed, epoch) and the
     checkpoint holds the model, optimizer and early-stopping state)."""
-    import proute.trainer as trainer_mod
+    import proute.training.trainer as trainer_mod
 
     extra = [
         "train_epoch=5",
@@ -264,7 +264,7 @@ def test_cuda_without_cuda_is_a_clear_error(train_cfg, tmp_path):
 
 
 def test_failed_run_still_finishes_the_wandb_run(train_cfg, tmp_path, monkeypatch):
-    import proute.trainer as training
+    import proute.training.trainer as training
 
     def boom(*a, **k):
         raise RuntimeError("injected failure")
@@ -303,7 +303,7 @@ def test_a_finished_run_is_never_overwritten(train_cfg, tmp_path):
 def test_cuda_with_a_cpu_only_dgl_names_the_fix(monkeypatch):
     """With CUDA visible to torch but DGL built without CUDA (the PyPI wheel), the error
     says so and how to install a CUDA build; device=auto falls back to the CPU."""
-    from proute.trainer import resolve_device
+    from proute.training.trainer import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     import dgl

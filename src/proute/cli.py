@@ -95,7 +95,7 @@ def _call_upstreams(upstreams: dict, routed: list[dict], requests: list[dict]) -
 
     import httpx
 
-    from proute.upstreams import UpstreamError, answer_text, complete
+    from proute.serving.upstreams import UpstreamError, answer_text, complete
 
     def call(pair):
         result, request = pair
@@ -136,7 +136,7 @@ def infer(args: argparse.Namespace) -> int:
         raise SystemExit("proute infer: give --query and --user, or --file")
     upstreams = None
     if args.upstreams is not None and not args.route_only:
-        from proute.upstreams import UpstreamsError, load_upstreams
+        from proute.serving.upstreams import UpstreamsError, load_upstreams
 
         try:
             upstreams = load_upstreams(args.upstreams, router.llms)
@@ -204,13 +204,13 @@ def evaluate_router(router, cfg, split: str = "test", log=print) -> dict:
     """Score ``split`` of the data ``cfg`` describes with ``router``, with the gold task
     labels and without them (tasks inferred, as a live request): ``{"gold", "live",
     "task_accuracy", "skipped_users", "skipped_llms", "n"}`` (metrics of
-    :func:`proute.metrics.routing_metrics`). Users the router does not know are skipped
+    :func:`proute.evaluation.metrics.routing_metrics`). Users the router does not know are skipped
     (named) unless its unknown-user policy routes them."""
     import numpy as np
     import pandas as pd
 
     from proute.data.pipeline import prepare_from_config
-    from proute.metrics import routing_metrics
+    from proute.evaluation.metrics import routing_metrics
 
     same_encoder = _encoder_id(cfg.get("text_encoder")) == _encoder_id(router.meta["encoder"])
     prepared = prepare_from_config(cfg, encode=same_encoder)
@@ -302,7 +302,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
         raise SystemExit(f"proute evaluate: {bad[0]!r} is not a Hydra override (key=value)")
     router = PersonalizedRouter.load(args.router)
     if args.unknown_user is not None:
-        from proute.serve import unknown_user_policy
+        from proute.serving.app import unknown_user_policy
 
         unknown_user_policy(router, args.unknown_user)
     try:
@@ -339,7 +339,7 @@ def _plain(node):
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from proute.serve import serve
+    from proute.serving.app import serve
 
     try:
         import fastapi  # noqa: F401
@@ -348,7 +348,7 @@ def serve_command(args: argparse.Namespace) -> int:
         raise SystemExit(
             'proute serve: needs the serve extra: pip install -e ".[serve]" -c requirements/constraints.txt'
         ) from None
-    from proute.upstreams import UpstreamsError
+    from proute.serving.upstreams import UpstreamsError
 
     try:
         serve(
@@ -367,7 +367,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def chat_command(args: argparse.Namespace) -> int:
-    from proute.chat import launch
+    from proute.serving.chat import launch
 
     launch(args.router, args.upstreams, host=args.host, port=args.port, share=args.share)
     return 0

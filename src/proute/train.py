@@ -19,9 +19,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from proute import lifecycle
 from proute.config import register_resolvers
-from proute.paths import config_dir
+from proute.config.paths import config_dir
+from proute.training import lifecycle
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -91,12 +91,12 @@ def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
 
 def live_metrics(router, rg, emb: dict, split: str, mode: str, texts: dict | None = None) -> dict[str, Any]:
     """The *live* protocol: ``split``'s pairs scored by the exported router without their
-    task labels (it infers them, :mod:`proute.task_inference`), plus ``task_accuracy``.
+    task labels (it infers them, :mod:`proute.router.task_inference`), plus ``task_accuracy``.
     ``emb``: query id -> embedding (``PreparedData.query_embedding_dict``); ``texts``: query
     id -> text (the router's text classifier), or None (the embedding-only fallback)."""
     import numpy as np
 
-    from proute.metrics import routing_metrics
+    from proute.evaluation.metrics import routing_metrics
 
     pairs, dense = rg.split_block(split)
     q = np.stack([emb[str(i)] for i in pairs["query_id"]])
@@ -144,7 +144,7 @@ def live_protocol(router, rg, prepared) -> dict[str, Any]:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Everything ``python -m proute.train`` does, for a composed config.
 
-    The run directory's state (:mod:`proute.lifecycle`) goes ``running`` → ``finished``
+    The run directory's state (:mod:`proute.training.lifecycle`) goes ``running`` → ``finished``
     (written after every artefact) or ``failed`` / ``interrupted``; a directory that holds
     a finished run is refused unless ``overwrite=true``.
     """
@@ -164,10 +164,10 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
 
     from proute.baselines import evaluate_baselines_by_split
     from proute.data.pipeline import prepare_from_config
-    from proute.metrics import flat
-    from proute.provenance import environment
-    from proute.reporting import write_history, write_run_report, write_test_outcomes
-    from proute.trainer import resolve_device, seed_everything
+    from proute.evaluation.metrics import flat
+    from proute.evaluation.reporting import write_history, write_run_report, write_test_outcomes
+    from proute.training.provenance import environment
+    from proute.training.trainer import resolve_device, seed_everything
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from conftest import train_overrides
-from proute.lifecycle import RunStateError, check_can_run, read_status, write_status
 from proute.train import run
+from proute.training.lifecycle import RunStateError, check_can_run, read_status, write_status
 
 PY = sys.executable
 
@@ -63,7 +63,7 @@ def test_a_crash_after_the_metrics_is_failed_not_finished(train_cfg, tmp_path, m
 
 
 def test_finished_is_written_after_every_artefact(train_cfg, tmp_path, monkeypatch):
-    import proute.lifecycle as lc
+    import proute.training.lifecycle as lc
 
     seen = {}
     finish = lc.RunLifecycle.finish
@@ -87,7 +87,7 @@ def test_finished_is_written_after_every_artefact(train_cfg, tmp_path, monkeypat
 
 
 def test_history_is_on_disk_after_every_epoch(train_cfg, tmp_path, monkeypatch):
-    import proute.trainer as trainer_mod
+    import proute.training.trainer as trainer_mod
 
     rows = []
     fit = trainer_mod.Trainer.fit

@@ -1,7 +1,7 @@
 """Baseline routers: the same interface as the GNN router, one registry, one evaluation.
 
 A baseline is fitted on the training rows and gives ``score(pairs) -> [n, num_llms]`` for a
-frame of (user, query) rows (``user_id``, ``query_id``, ``task``); :mod:`proute.metrics`
+frame of (user, query) rows (``user_id``, ``query_id``, ``task``); :mod:`proute.evaluation.metrics`
 scores every router alike (:mod:`proute.baselines.base` has the interface). By name
 (``BASELINES``, the ``baselines:`` list of the train config):
 
@@ -96,7 +96,7 @@ def evaluate_baselines_by_split(
     ``blocks`` maps a split name to its ``(pairs, dense)`` block (``RoutingGraph.split_block``);
     hyperparameters and early stopping use ``blocks[select_on]`` (validation) alone, or
     the defaults if it is absent. Returns ``{split: {name: metrics}}``; each metrics dict is
-    :func:`proute.metrics.routing_metrics`'s, plus ``selected``, ``selected_on``,
+    :func:`proute.evaluation.metrics.routing_metrics`'s, plus ``selected``, ``selected_on``,
     ``fit_seconds`` and ``score_seconds``.
     """
     _check_names(names)

@@ -136,10 +136,10 @@ def reward_matrix(train: pd.DataFrame, llm_names: Sequence[str], who: str) -> tu
 
 
 def mean_pick_reward(scores: np.ndarray, dense: dict[str, np.ndarray]) -> float:
-    """The ``reward`` of :func:`proute.metrics.routing_metrics` (mean reward of the
+    """The ``reward`` of :func:`proute.evaluation.metrics.routing_metrics` (mean reward of the
     best-scored observed LLM over rows with an observed LLM), without its tables: the
     number hyperparameter selection and early stopping maximise."""
-    from proute.metrics import picks
+    from proute.evaluation.metrics import picks
 
     observed = np.asarray(dense["observed"], bool)
     keep = observed.any(axis=1)

@@ -5,7 +5,7 @@ as cosine-based encoders mean it) and a learned user embedding in, the reward of
 out, the squared error taken over the observed LLMs only. Training is mini-batch Adam
 (batches of 512 rows, smaller for a table of fewer than 16 batches) for at most
 ``max_epochs`` epochs; with a validation block, after each epoch the validation reward
-(the metric of :mod:`proute.metrics`) is measured, training stops after ``patience``
+(the metric of :mod:`proute.evaluation.metrics`) is measured, training stops after ``patience``
 epochs without a gain and the best epoch's weights are kept; without one,
 ``epochs_without_val`` epochs are trained. A user the training rows do not have gets the
 mean of the learned user embeddings; an LLM they do not have is scored -inf (never picked

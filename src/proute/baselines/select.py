@@ -72,9 +72,9 @@ def fit_on_validation(
 
 
 def score_block(router: BaselineRouter, block: Block, llm_names: Sequence[str]) -> dict[str, Any]:
-    """:func:`proute.metrics.routing_metrics` of ``router`` on one ``(pairs, dense)`` block;
+    """:func:`proute.evaluation.metrics.routing_metrics` of ``router`` on one ``(pairs, dense)`` block;
     only a router with ``uses_eval_rewards`` (the oracle) is given the block's rewards."""
-    from proute.metrics import routing_metrics
+    from proute.evaluation.metrics import routing_metrics
 
     pairs, dense = block
     t0 = time.perf_counter()

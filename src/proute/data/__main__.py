@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from proute.config import register_resolvers
-from proute.paths import config_dir
+from proute.config.paths import config_dir
 
 register_resolvers()
 

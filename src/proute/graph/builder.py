@@ -212,7 +212,7 @@ class RoutingGraph:
     def split_block(self, split: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """The (user, query) pairs of ``split`` and their ``reward``, ``performance``,
         ``cost`` and ``observed`` matrices as numpy, row-aligned: what every router is
-        evaluated on (:func:`proute.metrics.routing_metrics`)."""
+        evaluated on (:func:`proute.evaluation.metrics.routing_metrics`)."""
         pairs = self.pairs_of(split)
         dense = {
             k: getattr(self, f"pair_{k}")[pairs].cpu().numpy()

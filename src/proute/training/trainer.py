@@ -43,8 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from proute.checkpoint import Checkpoint
-from proute.metrics import routing_metrics
+from proute.evaluation.metrics import routing_metrics
+from proute.training.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 
-from proute import paths
+from proute.config import paths
 
 LIBRARIES = (
     "proute",

@@ -9,7 +9,7 @@ Layout of an exported router directory::
     context.safetensors    the cached per-layer states of the user, task and LLM nodes
                            (what a new query node receives messages from), the task
                            classifier that infers a request's task when it gives none
-                           (proute.task_inference) and the task centroids of older routers
+                           (proute.router.task_inference) and the task centroids of older routers
 
 Nothing is unpickled: weights are safetensors, metadata JSON (torch before 2.6 can run
 code from a crafted ``torch.load`` file). Routing a query never touches the training
@@ -26,7 +26,7 @@ hashes; they load unverified with a :class:`RouterIntegrityWarning`.
 
 New users, feedback and new LLMs without retraining (:meth:`PersonalizedRouter.add_user`,
 :meth:`~PersonalizedRouter.feedback`, :meth:`~PersonalizedRouter.add_llm`; the method is in
-:mod:`proute.adapt`, measured by ``scripts/new_users.py``): they append or replace rows of the
+:mod:`proute.router.adapt`, measured by ``scripts/new_users.py``): they append or replace rows of the
 cached context, copy-on-write under a lock (routing takes a consistent snapshot), and
 :meth:`~PersonalizedRouter.save` persists them with their evidence (``evidence.*`` tensors)
 and new integrity hashes (the id lists changed). ``context.safetensors`` also holds what they
@@ -230,11 +230,11 @@ class PersonalizedRouter:
         self._task_index = {t: i for i, t in enumerate(self.tasks)}
         self.task_centroids = task_centroids.to(self.device)
         self.task_classifier = None if task_classifier is None else task_classifier.to(self.device)
-        # with the query's text (proute.task_inference.TextTaskClassifier); None: embedding only
+        # with the query's text (proute.router.task_inference.TextTaskClassifier); None: embedding only
         self.text_task_classifier = (
             None if text_task_classifier is None else text_task_classifier.to(self.device)
         )
-        # how a query without a task is scored (proute.task_inference): chosen at export
+        # how a query without a task is scored (proute.router.task_inference): chosen at export
         self.task_mode: str = meta.get("task_inference", {}).get("mode", "hard")
         self._encoder = encoder
         self._lock = threading.Lock()
@@ -307,13 +307,13 @@ class PersonalizedRouter:
 
     @staticmethod
     def _adaptation_context(model, rg, table) -> tuple[dict[str, torch.Tensor], dict]:
-        """What add_user / feedback / add_llm need from training (proute.adapt): each
+        """What add_user / feedback / add_llm need from training (proute.router.adapt): each
         trained user's and LLM's per-layer received message and in-degree, the population's
         mean reward per (task, LLM) on the train rows, and the population reward definition
         (a least-squares ``reward ≈ a·performance + b·cost_norm + c`` over the train rows, cost
         min-max normalised per task on them), for interactions that give no reward."""
-        from proute.adapt import node_messages
         from proute.data.outcomes import normalize_cost, reward_column
+        from proute.router.adapt import node_messages
 
         adapt: dict[str, torch.Tensor] = {}
         with torch.no_grad():
@@ -370,7 +370,7 @@ class PersonalizedRouter:
     def _fit_task_classifier(table, emb: dict, tasks: list[str]):
         """The task classifiers of the training queries, their L2 chosen on the val queries:
         ``(embedding-only classifier, its info, text classifier, its info)``."""
-        from proute.task_inference import TaskClassifier, TextTaskClassifier
+        from proute.router.task_inference import TaskClassifier, TextTaskClassifier
 
         index = {t: i for i, t in enumerate(tasks)}
         parts, texts = {}, {}
@@ -535,7 +535,7 @@ class PersonalizedRouter:
         if "task_centroids" not in ctx:
             raise RouterFormatError(f"{path / 'context.safetensors'}: missing 'task_centroids'")
         centroids = ctx.pop("task_centroids")
-        from proute.task_inference import TaskClassifier, TextTaskClassifier
+        from proute.router.task_inference import TaskClassifier, TextTaskClassifier
 
         classifier = TaskClassifier.from_tensors(ctx)  # routers exported before it: None
         text_spec = (meta.get("task_inference") or {}).get("text", {}).get("features")
@@ -547,7 +547,7 @@ class PersonalizedRouter:
                 f"'task_inference' do not agree ({exc})"
             ) from None
         adapt = {k: ctx.pop(k) for k in list(ctx) if k.startswith("adapt.")}
-        from proute.adapt import Evidence
+        from proute.router.adapt import Evidence
 
         evidence, embedding = {}, {}
         for i, uid in enumerate(meta.get("adapt", {}).get("evidence_users", [])):
@@ -635,7 +635,7 @@ class PersonalizedRouter:
 
     def task_proba(self, query_emb: torch.Tensor, texts: Sequence[str] | None = None) -> torch.Tensor:
         """``[n, num_tasks]`` task probabilities of query embeddings: with the query texts,
-        the text classifier (embedding + hashed n-grams, :mod:`proute.task_inference`);
+        the text classifier (embedding + hashed n-grams, :mod:`proute.router.task_inference`);
         without them (or for routers exported before it), the embedding-only classifier;
         for routers exported before that, one-hot at the nearest training-task centroid."""
         if texts is not None and self.text_task_classifier is not None:
@@ -762,7 +762,7 @@ class PersonalizedRouter:
         return self.route_batch([request])[0]
 
     # ------------------------------------------------------------------ adaptation
-    # New users, feedback and new LLMs without retraining: the method is in proute.adapt.
+    # New users, feedback and new LLMs without retraining: the method is in proute.router.adapt.
 
     @property
     def unknown_user(self) -> str:
@@ -781,7 +781,7 @@ class PersonalizedRouter:
     @property
     def new_user_method(self) -> str:
         """How :meth:`add_user` (and :meth:`feedback` of an added user) places a new user:
-        ``"fit"`` (default: the embedding fit and propagation of :mod:`proute.adapt`) or
+        ``"fit"`` (default: the embedding fit and propagation of :mod:`proute.router.adapt`) or
         ``"mixture"`` (the posterior mixture of the trained users' states given the evidence,
         the population's preferences as the prior: faster, safer for users like the trained
         ones, unable to represent users unlike them). Chosen on the held-out users'
@@ -829,7 +829,7 @@ class PersonalizedRouter:
     def _population(self, context) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The prior of a new user under ``new_user_method="fit"``: the trained users' mean
         layer-0 state, its per-dimension variance, and their mean received message per layer
-        (None for routers exported before proute.adapt). (Fitting the prior centre to the
+        (None for routers exported before proute.router.adapt). (Fitting the prior centre to the
         population's preferences routed k = 0 users better but left the fit unable to leave
         it on the test's opposite users: scripts/new_users.py.)"""
         n = self._num_trained_users()
@@ -846,7 +846,7 @@ class PersonalizedRouter:
         interactions (:meth:`add_user` with none); computed once per state of the router."""
         average = self._average
         if average is None:
-            from proute.adapt import Evidence
+            from proute.router.adapt import Evidence
 
             with self._state_lock:
                 context = self.context
@@ -857,7 +857,7 @@ class PersonalizedRouter:
     def _population_evidence(self, num_llms: int):
         """The population's preferences as pseudo-evidence: one query per task at the task's
         centroid, every LLM with the population's mean reward on that task."""
-        from proute.adapt import Evidence
+        from proute.router.adapt import Evidence
 
         pop = self._adapt["adapt.pop_reward"][:, :num_llms].float()
         ntask, nllm = pop.shape
@@ -874,8 +874,8 @@ class PersonalizedRouter:
         """``[U]``: the log-likelihood of evidence ``ev`` under each trained user (its queries
         scored as that user's new queries; the listwise target of each query against the
         log-softmax over the LLMs it covers, unobserved LLMs imputed with the population's
-        mean reward: :func:`proute.adapt.fit_target`)."""
-        from proute.adapt import fit_target
+        mean reward: :func:`proute.router.adapt.fit_target`)."""
+        from proute.router.adapt import fit_target
 
         n_users = self._num_trained_users()
         if not ev.num_queries:
@@ -896,7 +896,7 @@ class PersonalizedRouter:
 
     def _feedback_imputation(self) -> str:
         """How the fit and the mixture fill the LLMs an interaction did not observe
-        (:func:`proute.adapt.fit_target`): ``"own"`` (default) the user's own predicted
+        (:func:`proute.router.adapt.fit_target`): ``"own"`` (default) the user's own predicted
         reward, so bandit feedback moves only the routed LLM; ``"population"`` the
         population's mean reward on the task (dragged users unlike the population toward
         it: scripts/new_users.py)."""
@@ -904,7 +904,7 @@ class PersonalizedRouter:
 
     def _mixture_states(self, ev, context) -> torch.Tensor:
         """``[layers + 1, d]``: the posterior mixture of the trained users' states
-        (``new_user_method="mixture"``; module docstring of proute.adapt)."""
+        (``new_user_method="mixture"``; module docstring of proute.router.adapt)."""
         info = self._adapt_info()
         beta = float(info.get("mixture_sharpness", DEFAULT_MIXTURE_SHARPNESS))
         ll = self._known_user_loglik(ev, context)
@@ -1009,7 +1009,7 @@ class PersonalizedRouter:
     def _place_user(self, key: str, index: int | None, evidence, context, warm: bool = False):
         """``(states [layers + 1, d], layer-0 embedding or None)`` of a user from its evidence:
         a new user by :attr:`new_user_method`, a trained user by the embedding fit."""
-        from proute.adapt import user_states
+        from proute.router.adapt import user_states
 
         trained = index is not None and index < self._num_trained_users()
         if not trained and self.new_user_method == "mixture" and "adapt.user_msg" in self._adapt:
@@ -1042,7 +1042,7 @@ class PersonalizedRouter:
         (router.json ``adapt.reward_definition``: a per-user preference is not known to the
         router, so give ``reward`` when the user's own is known); ``"task"`` is optional
         (inferred when absent). Interactions on one query with several LLMs form one query
-        node. The method is :attr:`new_user_method` (:mod:`proute.adapt`): by default
+        node. The method is :attr:`new_user_method` (:mod:`proute.router.adapt`): by default
         (``"fit"``) the user's embedding is fitted to what it preferred, with a prior at the
         trained users' mean, and its per-layer states computed with the model's own layers
         from its interactions' query nodes and the cached task/LLM states; ``"mixture"``
@@ -1052,7 +1052,7 @@ class PersonalizedRouter:
         with :meth:`save`. Raises ``ValueError`` for a user the router knows (use
         :meth:`feedback`).
         """
-        from proute.adapt import Evidence
+        from proute.router.adapt import Evidence
 
         if not self.model.has_users:
             raise ValueError("this router has no user nodes (graph=no_users): it routes every user alike")
@@ -1092,7 +1092,7 @@ class PersonalizedRouter:
                     raise KeyError(self._unknown_user(user_id))
                 self.add_user(user_id, [it])
                 return
-            from proute.adapt import Evidence
+            from proute.router.adapt import Evidence
 
             ((q, t, llms, efeat, reward),) = self._parse_interactions([it])
             with self._state_lock:
@@ -1138,7 +1138,7 @@ class PersonalizedRouter:
         (each becomes a query node of its user, or of the average user, with one outcome
         edge to the new LLM). Prices and family are recorded in router.json's LLM table.
         """
-        from proute.adapt import Evidence, fit_llm_final, llm_states
+        from proute.router.adapt import Evidence, fit_llm_final, llm_states
 
         if not isinstance(name, str) or not name:
             raise ValueError(f"an LLM name must be a non-empty string; got {name!r}")

@@ -1,9 +1,9 @@
 """Where proute finds its configs, its bundled data and its caches.
 
 proute is a research framework used from a checkout (``make install`` installs it in
-editable mode), so the top-level ``conf/`` and ``data/`` folders sit two levels above this
-package. ``PROUTE_ROOT`` points elsewhere (e.g. a copy of the project for a sweep), and
-``PROUTE_CACHE_DIR`` moves the embedding cache.
+editable mode), so the top-level ``conf/`` and ``data/`` folders sit two levels above the
+package (three above this module). ``PROUTE_ROOT`` points elsewhere (e.g. a copy of the
+project for a sweep), and ``PROUTE_CACHE_DIR`` moves the embedding cache.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 def project_root() -> Path:
     """The project folder holding ``conf/`` and ``data/``."""
     env = os.environ.get("PROUTE_ROOT")
-    root = Path(env).expanduser().resolve() if env else Path(__file__).resolve().parents[2]
+    root = Path(env).expanduser().resolve() if env else Path(__file__).resolve().parents[3]
     if not (root / "conf").is_dir():
         raise FileNotFoundError(
             f"proute cannot find its config folder at {root / 'conf'}. Install proute from a "

@@ -20,7 +20,7 @@ problem of the file is an :class:`UpstreamsError` naming the file and the field.
 
 :func:`chat_url`/:func:`request_headers` build the request; :func:`complete` is the
 blocking call of ``proute infer`` and ``proute chat``; the server forwards with its own
-asynchronous client (:mod:`proute.serve`). Failures of the call are :class:`UpstreamError`,
+asynchronous client (:mod:`proute.serving.app`). Failures of the call are :class:`UpstreamError`,
 naming the upstream.
 """
 

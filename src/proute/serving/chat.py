@@ -2,7 +2,7 @@
 
 Pick or type a user id, send a message: the page shows the LLM the router chose for that
 user and message, with its score and the task, and the chosen LLM's reply through the
-upstreams file (:mod:`proute.upstreams`); without upstreams it shows the decision only.
+upstreams file (:mod:`proute.serving.upstreams`); without upstreams it shows the decision only.
 The conversation so far goes to the upstream with the new message; the router routes the
 new message alone.
 
@@ -18,7 +18,7 @@ import os
 import threading
 from typing import Any
 
-from proute.upstreams import UpstreamError, answer_text, complete, message_text
+from proute.serving.upstreams import UpstreamError, answer_text, complete, message_text
 
 API_NAME = "respond"
 
@@ -129,7 +129,7 @@ def launch(router_path, upstreams_path=None, host: str = "127.0.0.1", port: int 
             "pip install -c requirements/constraints.txt -e '.[chat]'"
         ) from None
     from proute.router import PersonalizedRouter
-    from proute.upstreams import UpstreamsError, load_upstreams
+    from proute.serving.upstreams import UpstreamsError, load_upstreams
 
     router = PersonalizedRouter.load(router_path)
     try:

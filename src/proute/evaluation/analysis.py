@@ -51,12 +51,12 @@ def latest_run_dir(root: str | os.PathLike | None = None, roots: Sequence[str] =
     default setting, then ``outputs/{reproduce,train}/runs``).
 
     "Most recent" is the newest ``metrics.json``; unfinished runs are skipped.
-    ``root`` defaults to the project folder (:func:`proute.paths.project_root`).
+    ``root`` defaults to the project folder (:func:`proute.config.paths.project_root`).
     """
-    from proute.lifecycle import is_finished
+    from proute.training.lifecycle import is_finished
 
     if root is None:
-        from proute.paths import project_root
+        from proute.config.paths import project_root
 
         root = project_root()
     found = [
@@ -225,7 +225,7 @@ def baseline_picks(
     ``test_picks.csv``, which keep the evaluation order, so the seeded ``random`` baseline
     gives the run's picks too); ``llms`` the LLM order of the run (the router's
     ``router.llms``). Each baseline picks its best-scored LLM among those observed for the
-    pair, as :func:`proute.metrics.picks` does. Returns ``{name: picks}`` with ``llm``,
+    pair, as :func:`proute.evaluation.metrics.picks` does. Returns ``{name: picks}`` with ``llm``,
     ``reward``, ``performance``, ``cost``.
     """
     from proute.baselines import BASELINES

@@ -3,7 +3,7 @@ check of a composed config before any data is read.
 
 Entry points (``python -m proute.train``, ``python -m proute.data``) point Hydra at the
 project's top-level ``conf/`` through an absolute ``config_path``
-(:func:`proute.paths.config_dir`); notebooks and tests use :func:`compose` for the same
+(:func:`proute.config.paths.config_dir`); notebooks and tests use :func:`compose` for the same
 configs without a Hydra run. :func:`validate_config` checks every value a train run uses
 (ranges, types, names in proute's registries, and the pairs of keys that must agree) and
 raises one :class:`ConfigError` that names each bad key, so a typo fails in a second instead
@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from proute import paths
+from proute.config import paths
 
 
 def register_resolvers() -> None:
@@ -290,7 +290,7 @@ def _registry_problems(cfg: DictConfig) -> list[tuple[str, Any, str]]:
     from proute.models.gnn import NORMS
     from proute.models.layers import CONVS
     from proute.schema import EDGE_FEATURES, USER_FEATURES
-    from proute.trainer import LOSSES, MONITORS, MiniBatchTrainer
+    from proute.training.trainer import LOSSES, MONITORS, MiniBatchTrainer
 
     out: list[tuple[str, Any, str]] = []
 

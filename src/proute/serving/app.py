@@ -4,7 +4,7 @@ Endpoints (``create_app``):
 
 ``POST /v1/chat/completions``
     ``model: "proute"`` and the standard ``user`` field (the user id). Routes the last user
-    message, forwards the request to the chosen LLM's upstream (:mod:`proute.upstreams`)
+    message, forwards the request to the chosen LLM's upstream (:mod:`proute.serving.upstreams`)
     with the upstream's model name, and returns the upstream's JSON with the decision added
     as the field ``proute`` and the headers ``x-proute-model``, ``x-proute-user``,
     ``x-proute-score`` and ``x-proute-task``. ``stream: true`` passes the upstream's
@@ -41,7 +41,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from proute.upstreams import (
+from proute.serving.upstreams import (
     Upstream,
     UpstreamError,
     chat_url,
@@ -329,7 +329,7 @@ def create_app(
 ):
     """The FastAPI app serving ``router`` (a loaded :class:`~proute.router.PersonalizedRouter`).
 
-    ``upstreams``: ``{llm: Upstream}`` (:func:`proute.upstreams.load_upstreams`); without
+    ``upstreams``: ``{llm: Upstream}`` (:func:`proute.serving.upstreams.load_upstreams`); without
     it ``/v1/chat/completions`` answers 503 and routing still works. ``unknown_user``:
     ``"error"`` (404) or ``"average"`` (the population's average user; needs a router that
     supports it), default ``average`` when supported. ``threads``: torch's intra-op threads
@@ -647,7 +647,7 @@ def serve(
     import uvicorn
 
     from proute.router import PersonalizedRouter
-    from proute.upstreams import load_upstreams
+    from proute.serving.upstreams import load_upstreams
 
     router = PersonalizedRouter.load(router_path)
     upstreams = None if upstreams_path is None else load_upstreams(upstreams_path, router.llms)

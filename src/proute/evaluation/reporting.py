@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from proute.metrics import per_user_frame
+from proute.evaluation.metrics import per_user_frame
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def write_run_report(
 
 
 def write_test_outcomes(run_dir: Path, table: pd.DataFrame, baselines: dict) -> None:
-    """What per-pair analysis needs beside ``test_picks.csv`` (proute.analysis, the notebook):
+    """What per-pair analysis needs beside ``test_picks.csv`` (proute.evaluation.analysis, the notebook):
 
     - ``test_outcomes.parquet``: every observed (user, query, LLM) of the test split with
       its performance, cost and reward (the single-LLM and oracle points);

@@ -1,0 +1,1 @@
+"""Training: the trainers, checkpoints, the run lifecycle, loggers and provenance."""
