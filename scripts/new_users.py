@@ -177,14 +177,14 @@ def trained_router(variant: str, seed: int):
     from hydra.utils import instantiate
     from safetensors.torch import load_file
 
-    from proute.router import PersonalizedRouter
     from proute.train import build_graph_from
+    from proute.training.export import export_router
 
     cfg, prepared, full = prepare(variant, seed)
     rg = build_graph_from(prepared, cfg.graph)
     model = instantiate(cfg.model)(rg)
     model.load_state_dict(load_file(str(RUNS / f"{variant}_s{seed}" / "weights.safetensors")))
-    router = PersonalizedRouter.from_training(model, rg, prepared, cfg, {})
+    router = export_router(model, rg, prepared, cfg, {})
     return router, cfg, prepared, full
 
 

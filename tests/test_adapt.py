@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from proute.router import PersonalizedRouter
+from proute.router.interactions import reward_of
 
 LLMS = ("big-llama", "small-qwen", "mid-gemma")
 TOPICS = ["algebra", "geography", "poetry", "chemistry", "football", "cooking"]
@@ -77,11 +78,10 @@ def trained(tmp_path_factory, cache_dir) -> PersonalizedRouter:
 
 @pytest.fixture
 def router(trained) -> PersonalizedRouter:
-    """A private copy (its own context and state; the model and encoder are shared)."""
+    """A private copy (its own locks; it starts from the trained router's immutable state,
+    and its updates publish states of its own; the model and encoder are shared)."""
     r = copy.copy(trained)
     r._state_lock, r._update_lock = threading.RLock(), threading.RLock()
-    r._evidence, r._embedding, r._average = {}, {}, None
-    r.meta = copy.deepcopy(trained.meta)
     return r
 
 
@@ -207,10 +207,10 @@ def test_bandit_feedback_leaves_a_bad_llm_and_keeps_a_good_one(router, method):
 def test_outcomes_without_reward_use_the_population_definition(router):
     definition = router.meta["adapt"]["reward_definition"]
     assert definition["kind"] == "linear"
-    reward, perf, _ = router._reward_of({"performance": 1.0, "cost": 1.0}, "algebra")
+    reward, perf, _ = reward_of(router.state, {"performance": 1.0, "cost": 1.0}, "algebra")
     expected = definition["performance"] + definition["intercept"] + definition["cost_norm"] * 0.0
     assert perf == 1.0 and reward == pytest.approx(expected)
-    assert router._reward_of({"reward": 0.25, "performance": 1.0}, "algebra")[0] == 0.25
+    assert reward_of(router.state, {"reward": 0.25, "performance": 1.0}, "algebra")[0] == 0.25
 
 
 def test_add_llm_makes_a_new_llm_routable(router):

@@ -166,6 +166,7 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
     from proute.data.pipeline import prepare_from_config
     from proute.evaluation.metrics import flat
     from proute.evaluation.reporting import write_history, write_run_report, write_test_outcomes
+    from proute.training.export import export_router
     from proute.training.provenance import environment
     from proute.training.trainer import resolve_device, seed_everything
 
@@ -228,9 +229,7 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
         )
         timing = run_timing(history, trainer.best_epoch, rg, data_seconds, train_seconds)
         timing.update({f"data_{k}_seconds": v for k, v in prepared.timings.items()})
-        from proute.router import PersonalizedRouter
-
-        router = PersonalizedRouter.from_training(model, rg, prepared, cfg, env)
+        router = export_router(model, rg, prepared, cfg, env)
         live = live_protocol(router, rg, prepared)
         report = write_run_report(run_dir, val, test, baselines, history, timing, n_params, logger, live=live)
         write_test_outcomes(run_dir, table, baselines)

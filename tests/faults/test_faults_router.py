@@ -259,7 +259,10 @@ BAD_REQUESTS = {
     "missing-query": ({"user_id": 0}, ValueError, "missing field 'query'"),
     "missing-user": ({"query": "hi"}, ValueError, "missing field 'user_id'"),
     "unknown-user": ({"query": "hi", "user_id": "x"}, KeyError, "unknown user_id 'x'"),
-    "null-user": ({"query": "hi", "user_id": None}, KeyError, "unknown user_id None"),
+    # proute.data.ids.user_key: a value that is not a user id is malformed, not unknown
+    "null-user": ({"query": "hi", "user_id": None}, ValueError, "field 'user_id': expected a user id"),
+    "bool-user": ({"query": "hi", "user_id": True}, ValueError, "field 'user_id': expected a user id"),
+    "list-user": ({"query": "hi", "user_id": [0]}, ValueError, "field 'user_id': expected a user id"),
     "unknown-task": ({"query": "hi", "user_id": 0, "task": "poetry"}, KeyError, "unknown task 'poetry'"),
     "non-string-task": ({"query": "hi", "user_id": 0, "task": 3}, KeyError, "unknown task 3"),
     "not-a-dict": (["hi", 0], ValueError, "expected a dict"),

@@ -374,7 +374,8 @@ class TextTaskClassifier:
                 scored, clf = [], None
                 for penalty in cls.GRID:  # strongest first, each fit starting from the last
                     clf = cls._fit_one(x, xt, y, num_tasks, penalty, spec, start=clf)
-                    scored.append((float((clf.predict(xv, val_texts) == yv).float().mean()), -penalty, clf))
+                    accuracy = float((clf.predict(xv, val_texts or []) == yv).float().mean())
+                    scored.append((accuracy, -penalty, clf))
                 val_acc, neg_l2, best = max(scored, key=lambda s: (s[0], s[1]))
                 l2 = -neg_l2
         train_acc = float((best.predict(x, train_texts) == y).float().mean())
