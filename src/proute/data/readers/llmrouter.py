@@ -316,10 +316,6 @@ def read_llmrouter(
     table, rules = _merge(records, candidates, n_texts, duplicate_rule)
     out_of_task = _task_output_tokens(table["task"], tokens_out)
     table["cost"] = _estimated_cost(table, catalogue, chars_per_token, out_of_task)
-    meta: dict[str, Any] = {
-        "source": str(d),
-        "n_records": n_records,
-        **rules,
-        "cost": _cost_meta(chars_per_token, out_of_task),
-    }
+    cost = _cost_meta(chars_per_token, out_of_task)
+    meta: dict[str, Any] = {"source": str(d), "n_records": n_records, **rules, "cost": cost}
     return finish(table, f"{name} ({d})", name, meta, catalogue=catalogue)
