@@ -34,9 +34,10 @@ test-full: install ## all tests, slow ones included
 
 LINT_PATHS := src tests scripts
 
-lint: install ## check style and common bugs with ruff (lint rules and formatting; changes nothing)
+lint: install ## check style and common bugs with ruff (lint rules and formatting) and types with mypy; changes nothing
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
 
 format: install ## rewrite the code in place: ruff's safe fixes (import order) and ruff format
 	$(BIN)/ruff check --fix $(LINT_PATHS)

@@ -11,8 +11,8 @@ from torch import nn
 
 from proute.graph import QueryMasking, build_graph
 from proute.models import ContextCache, PersonalizedRouterModel, build_model
+from proute.models.convs import CONVS
 from proute.models.decoder import DECODERS
-from proute.models.layers import CONVS
 from synthetic import make_synthetic
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -337,7 +337,8 @@ def test_outcome_conv_equals_per_edge_film(conv, edge_dim, dense, monkeypatch):
     import dgl
 
     from proute.models import layers
-    from proute.models.layers import EdgeGATConv, make_outcome_conv
+    from proute.models.convs import make_outcome_conv
+    from proute.models.layers import EdgeGATConv
 
     monkeypatch.setattr(layers, "DENSE_SIDE_MAX", 512 if dense else 0)
 

@@ -391,7 +391,7 @@ def test_a_declared_performance_range_holds_through_the_pipeline(tmp_path, uncha
     ],
 )
 def test_costs_in_another_unit_are_a_warning_with_counts(tmp_path, unchanged, caplog, scale, fragments):
-    """Heuristic (proute.data.table.check_cost_units): at the listed prices the median call
+    """Heuristic (proute.data.source_checks.check_cost_units): at the listed prices the median call
     should use 1 to 10,000 tokens, and the LLMs' medians be within 10x of each other."""
     factor = good()["llm"].map(scale) if isinstance(scale, dict) else scale
     path = write(good().assign(cost=lambda d: d["cost"] * factor), tmp_path / "table.csv")

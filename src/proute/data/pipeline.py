@@ -5,7 +5,7 @@
 
 After the split the pipeline checks what training relies on, each a
 :class:`~proute.data.table.DataError` naming the source: no input column with a reserved
-name (:func:`~proute.data.table.check_column_names`), no query text in two splits
+name (:func:`~proute.data.source_checks.check_column_names`), no query text in two splits
 (:func:`~proute.data.splits.check_query_disjoint`) and no empty split
 (:func:`~proute.data.splits.check_split_sizes`).
 """
@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from proute.data.outcomes import with_reward
+from proute.data.source_checks import check_column_names
 from proute.data.splits import check_query_disjoint, check_split_sizes
-from proute.data.table import USER_COLUMN, RoutingData, check_column_names
+from proute.data.table import USER_COLUMN, RoutingData
 
 log = logging.getLogger(__name__)
 

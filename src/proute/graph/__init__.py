@@ -1,7 +1,7 @@
-"""The routing graph: construction (:mod:`.builder`) and training-time edge masking
-(:mod:`.masking`). Importing this package imports DGL."""
+"""The routing graph: construction (:mod:`.builder`), the built graph (:mod:`.routing_graph`)
+and training-time edge masking (:mod:`.masking`). Importing this package imports DGL."""
 
-from proute.graph.builder import OUTCOME_ETYPES, RoutingGraph, build_graph
+from proute.graph.builder import OUTCOME_ETYPES, build_graph
 from proute.graph.masking import (
     ColdStartMasking,
     MaskSample,
@@ -9,6 +9,7 @@ from proute.graph.masking import (
     RandomEdgeMasking,
     UserBalancedMasking,
 )
+from proute.graph.routing_graph import RoutingGraph
 
 __all__ = [
     "OUTCOME_ETYPES",

@@ -45,8 +45,6 @@ Embeddings (``query_emb``, ``task_emb``, ``llm_emb``) are each either a mapping
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -54,7 +52,7 @@ import pandas as pd
 import torch
 
 from proute._deps import import_dgl
-from proute.data.table import SPLITS, DataError
+from proute.data.table import DataError
 from proute.graph.layout import (
     Layout,
     QueryNodes,
@@ -66,6 +64,7 @@ from proute.graph.layout import (
     personal_query_nodes,
     shared_query_nodes,
 )
+from proute.graph.routing_graph import RoutingGraph
 from proute.schema import (
     ANSWERED_BY,
     ANSWERS,
@@ -87,162 +86,6 @@ dgl = import_dgl()
 
 #: The outcome relation names (kept for ``from proute.graph import OUTCOME_ETYPES``).
 OUTCOME_ETYPES = OUTCOME_RELATIONS
-
-
-@dataclass
-class RoutingGraph:
-    """A routing graph with its id maps and the dense supervision layout.
-
-    Attributes
-    ----------
-    graph:
-        The :class:`dgl.DGLHeteroGraph` (node data ``feat`` on query, task, llm nodes and,
-        with ``user_features="history"``, on user nodes; edge data ``feat`` on the two
-        outcome relations).
-    users, llms, tasks:
-        Id maps: node ``i`` of type ``user`` is ``users[i]``, etc. ``users`` is kept even
-        when the graph has no user nodes (``has_users=False``), for :attr:`pairs`.
-    query_nodes:
-        One row per query node: ``user_id, query_id, task, split, user_idx, task_idx``
-        (``user_id`` None and ``user_idx`` -1 without user nodes).
-    reward, performance, cost:
-        ``float32 [num_query_nodes, num_llms]``; 0 where not observed.
-    observed:
-        ``bool [num_query_nodes, num_llms]``: the LLM has a row for that query node.
-    best:
-        ``observed & (reward == max observed reward of the row)``: ties all count as best.
-    edge_query, edge_llm:
-        ``int64 [E]``: outcome edge ``i`` joins query node ``edge_query[i]`` and LLM
-        ``edge_llm[i]`` (same ids in ``answered_by`` and ``answers``).
-    query_user, query_task:
-        ``int64 [num_query_nodes]``: user index (-1 without user nodes) and task index.
-    edge_dim, edge_feature:
-        Size and meaning of the outcome edge features (``edge_feature`` is
-        ``"cost_norm,performance"`` with ``edge_dim=2``).
-    user_features:
-        ``learned``/``onehot``/``history`` (``none`` without user nodes).
-    has_users, has_tasks:
-        Whether the graph has user / task nodes.
-    pairs, pair_node, pair_reward, pair_performance, pair_cost, pair_observed, pair_best:
-        The same layout per (user, query) *pair*, for evaluation. With user nodes a pair is
-        a query node (``pair_node == arange``, the matrices are the same objects). Without
-        user nodes (the non-personalised ablation) several pairs share one query node: score
-        ``pair_node`` and evaluate against the pair's own rewards, so the numbers compare
-        with the personalised setting.
-    """
-
-    graph: Any
-    users: list
-    llms: list
-    tasks: list
-    query_nodes: pd.DataFrame
-    reward: torch.Tensor
-    performance: torch.Tensor
-    cost: torch.Tensor
-    observed: torch.Tensor
-    best: torch.Tensor
-    edge_query: torch.Tensor
-    edge_llm: torch.Tensor
-    query_user: torch.Tensor
-    query_task: torch.Tensor
-    pairs: pd.DataFrame
-    pair_node: torch.Tensor
-    pair_reward: torch.Tensor
-    pair_performance: torch.Tensor
-    pair_cost: torch.Tensor
-    pair_observed: torch.Tensor
-    pair_best: torch.Tensor
-    edge_dim: int = 1
-    edge_feature: str = "reward"
-    user_features: str = "learned"
-    has_users: bool = True
-    has_tasks: bool = True
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
-
-    # ------------------------------------------------------------------ sizes
-    @property
-    def num_users(self) -> int:
-        return len(self.users)
-
-    @property
-    def num_llms(self) -> int:
-        return len(self.llms)
-
-    @property
-    def num_tasks(self) -> int:
-        return len(self.tasks)
-
-    @property
-    def num_query_nodes(self) -> int:
-        return len(self.query_nodes)
-
-    @property
-    def num_outcome_edges(self) -> int:
-        return int(self.edge_query.shape[0])
-
-    @property
-    def device(self) -> torch.device:
-        return self.reward.device
-
-    @property
-    def in_dims(self) -> dict[str, int]:
-        """Input feature size per node type that carries ``feat`` (user only for history)."""
-        g = self.graph
-        return {nt: int(g.nodes[nt].data["feat"].shape[1]) for nt in g.ntypes if "feat" in g.nodes[nt].data}
-
-    @property
-    def etypes(self) -> list[tuple[str, str, str]]:
-        return list(self.graph.canonical_etypes)
-
-    # ------------------------------------------------------------------ selections
-    def nodes_of(self, split: str) -> torch.Tensor:
-        """Query node ids whose split is ``split`` (sorted), on :attr:`device`."""
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
-        ids = np.flatnonzero(self.query_nodes["split"].to_numpy() == split)
-        return torch.as_tensor(ids, dtype=torch.int64, device=self.device)
-
-    def pairs_of(self, split: str) -> torch.Tensor:
-        """(user, query) pair ids whose split is ``split``, on :attr:`device`."""
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
-        ids = np.flatnonzero(self.pairs["split"].to_numpy() == split)
-        return torch.as_tensor(ids, dtype=torch.int64, device=self.device)
-
-    def split_block(self, split: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        """The (user, query) pairs of ``split`` and their ``reward``, ``performance``,
-        ``cost`` and ``observed`` matrices as numpy, row-aligned: what every router is
-        evaluated on (:func:`proute.evaluation.metrics.routing_metrics`)."""
-        pairs = self.pairs_of(split)
-        dense = {
-            k: getattr(self, f"pair_{k}")[pairs].cpu().numpy()
-            for k in ("reward", "performance", "cost", "observed")
-        }
-        return self.pairs.iloc[pairs.cpu().numpy()].reset_index(drop=True), dense
-
-    def to(self, device) -> "RoutingGraph":
-        """A copy with the graph and all tensors on ``device`` (tables are shared)."""
-        device = torch.device(device)
-        moved = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, torch.Tensor):
-                moved[f.name] = v.to(device)
-        same_pairs = self.pair_reward is self.reward
-        out = dataclasses.replace(self, graph=self.graph.to(device), _cache={}, **moved)
-        if same_pairs:  # keep the identity for the personalised layout
-            for name in ("reward", "performance", "cost", "observed", "best"):
-                setattr(out, "pair_" + name, getattr(out, name))
-        return out
-
-    def __repr__(self) -> str:  # the default dataclass repr would print whole tables
-        return (
-            f"RoutingGraph(users={self.num_users}, query_nodes={self.num_query_nodes}, "
-            f"tasks={self.num_tasks}, llms={self.num_llms}, "
-            f"outcome_edges={self.num_outcome_edges}, edge_dim={self.edge_dim}, "
-            f"edge_feature={self.edge_feature!r}, has_users={self.has_users}, "
-            f"has_tasks={self.has_tasks}, user_features={self.user_features!r})"
-        )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -378,6 +221,31 @@ def _supervision(layout: Layout) -> dict[str, torch.Tensor]:
     }
 
 
+def _lay_out(
+    table: pd.DataFrame, edge_dim: int, edge_feature: str, user_nodes: bool, llms: Sequence[str] | None
+) -> tuple[Rows, pd.DataFrame, Layout, QueryNodes]:
+    """The table's rows indexed, its (user, query) pairs and their layout, and the query
+    nodes (one per pair, or one per query_id without user nodes) with their edge features."""
+    rows = index_rows(table, user_nodes, llms)
+    pairs, pair_layout = layout_pairs(rows)
+    row_feat = edge_features(rows, edge_dim, edge_feature)
+    nodes = (personal_query_nodes if user_nodes else shared_query_nodes)(pairs, pair_layout, rows, row_feat)
+    return rows, pairs, pair_layout, nodes
+
+
+def _options(
+    edge_dim: int, edge_feature: str, user_nodes: bool, task_nodes: bool, user_features: str
+) -> dict[str, Any]:
+    """What the built graph has: edge_dim, edge_feature, user_features, has_users, has_tasks."""
+    return {
+        "edge_dim": edge_dim,
+        "edge_feature": edge_feature if edge_dim == 1 else "cost_norm,performance",
+        "user_features": user_features if user_nodes else "none",
+        "has_users": bool(user_nodes),
+        "has_tasks": bool(task_nodes),
+    }
+
+
 def _routing_graph(
     g,
     rows: Rows,
@@ -426,35 +294,24 @@ def build_graph(
 ) -> RoutingGraph:
     """Build the routing graph of a validated routing table (see the module docstring).
 
-    Parameters
-    ----------
-    table:
-        ``user_id, query_id, query, task, llm, performance, cost, split`` and optionally
-        ``reward`` (without it, reward = performance). One row per (user, query, llm); a query
-        may lack some LLMs. ``user_id`` may be absent only with ``user_nodes=False``. A
-        (user, query) must have one task and one split.
-    query_emb, task_emb, llm_emb:
-        Text embeddings keyed by query_id, task and LLM name (a mapping or ``(ids, matrix)``).
-    edge_dim:
-        1: outcome edges carry the ``edge_feature`` column ("reward" or "performance");
-        2: ``[cost_norm, performance]``, cost min-max normalised within each task over the
-        train rows (the only rows that become edges).
-    user_nodes:
-        False: the non-personalised ablation, one query node per query_id (module docstring).
-    task_nodes:
-        False drops the task node type (``query_task`` is still filled).
-    llm_family, llm_families:
-        Connect LLMs of a family listed in ``llm_family``; ``llm_families`` maps LLM -> family
-        (default: guessed from the name).
-    user_features:
-        ``learned`` or ``onehot`` (the encoder embeds the user index; user nodes carry no
-        ``feat``) or ``history`` (user ``feat`` = mean text embedding of the user's train
-        query nodes; zeros for a user without any).
-    llms:
-        The LLM order (default: sorted LLM names of the table). Must cover the table.
+    - ``table``: ``user_id, query_id, query, task, llm, performance, cost, split`` and
+      optionally ``reward`` (without it, reward = performance). One row per (user, query,
+      llm); a query may lack some LLMs. ``user_id`` may be absent only with
+      ``user_nodes=False``. A (user, query) must have one task and one split.
+    - ``query_emb, task_emb, llm_emb``: text embeddings keyed by query_id, task and LLM name
+      (a mapping or ``(ids, matrix)``).
+    - ``edge_dim``: 1: outcome edges carry the ``edge_feature`` column ("reward" or
+      "performance"); 2: ``[cost_norm, performance]``, cost min-max normalised within each
+      task over the train rows (the only rows that become edges).
+    - ``user_nodes``: False: the non-personalised ablation, one query node per query_id;
+      ``task_nodes``: False drops the task node type (``query_task`` is still filled).
+    - ``llm_family, llm_families``: connect LLMs of a family listed in ``llm_family``;
+      ``llm_families`` maps LLM -> family (default: guessed from the name).
+    - ``user_features``: ``learned`` or ``onehot`` (the encoder embeds the user index; user
+      nodes carry no ``feat``) or ``history`` (user ``feat`` = mean text embedding of the
+      user's train query nodes; zeros for a user without any).
+    - ``llms``: the LLM order (default: sorted LLM names of the table); must cover it.
 
-    Example
-    -------
     >>> import numpy as np, pandas as pd
     >>> t = pd.DataFrame({"user_id": [0, 0], "query_id": ["q0", "q1"], "query": ["a", "b"],
     ...                   "task": ["t", "t"], "llm": ["m", "m"], "performance": [1.0, 0.0],
@@ -471,20 +328,11 @@ def build_graph(
     ([[True], [True]], [1])
     """
     _check_options(edge_dim, edge_feature, user_nodes, user_features)
-    rows = index_rows(table, user_nodes, llms)
-    pairs, pair_layout = layout_pairs(rows)
-    row_feat = edge_features(rows, edge_dim, edge_feature)
-    nodes = (personal_query_nodes if user_nodes else shared_query_nodes)(pairs, pair_layout, rows, row_feat)
+    rows, pairs, pair_layout, nodes = _lay_out(table, edge_dim, edge_feature, user_nodes, llms)
     edges = nodes.outcome_edges()
     family = family_edges(rows.llms, llm_family, llm_families)
     g = _heterograph(rows, nodes, edges, user_nodes, task_nodes, family)
     history = user_nodes and user_features == "history"
     _set_features(g, rows, nodes, edges, query_emb, task_emb, llm_emb, history)
-    options = {
-        "edge_dim": edge_dim,
-        "edge_feature": edge_feature if edge_dim == 1 else "cost_norm,performance",
-        "user_features": user_features if user_nodes else "none",
-        "has_users": bool(user_nodes),
-        "has_tasks": bool(task_nodes),
-    }
+    options = _options(edge_dim, edge_feature, user_nodes, task_nodes, user_features)
     return _routing_graph(g, rows, nodes, pairs, pair_layout, edges, **options)

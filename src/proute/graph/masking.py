@@ -14,7 +14,7 @@ meets at test time (docs/DESIGN.md §4, flaw 6). :class:`RandomEdgeMasking` is t
 scheme (random single edges, the node keeps its other edges) for comparison.
 
 Speed: the per-graph index (outcome edges per query node, context edge ids per node) is
-built once and cached on the :class:`~proute.graph.builder.RoutingGraph`; a sample is a few
+built once and cached on the :class:`~proute.graph.routing_graph.RoutingGraph`; a sample is a few
 vectorised tensor operations plus one :func:`dgl.edge_subgraph` call that lists every edge
 type (with ``relabel_nodes=False``, so node ids and node data stay as they are).
 
@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from proute._deps import import_dgl
-from proute.graph.builder import OUTCOME_ETYPES, RoutingGraph
+from proute.graph.builder import OUTCOME_ETYPES
+from proute.graph.routing_graph import RoutingGraph
 
 dgl = import_dgl()
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from proute._deps import import_dgl
-from proute.graph.builder import RoutingGraph
+from proute.graph.routing_graph import RoutingGraph
 from proute.schema import LLM, QUERY, QUERY_SENDER_RELATIONS, USER, is_outcome
 
 dgl = import_dgl()

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from proute._deps import import_dgl
-from proute.models.layers import conv_family, one_in_edge
+from proute.models.convs import conv_family, one_in_edge
 from proute.schema import LLM, QUERY, TASK, USER, USER_FEATURES, canonical_etypes, is_outcome
 
 dgl = import_dgl()
@@ -68,7 +68,7 @@ class HeteroGNN(nn.Module):
     num_users:
         Number of user nodes (for ``learned``/``onehot`` user features).
     conv, conv_kwargs:
-        A name of :data:`proute.models.layers.CONVS` (``graphconv``, ``gat``, ``gatv2``,
+        A name of :data:`proute.models.convs.CONVS` (``graphconv``, ``gat``, ``gatv2``,
         ``sage``) and its own hyperparameters (e.g. ``{"num_heads": 4}`` for GAT).
     norm:
         ``layer``, ``batch`` or ``none``, per node type, after each layer's sum.
@@ -315,7 +315,7 @@ class HeteroGNN(nn.Module):
 
     def _new_queries(self, states, hq, rels, blocks: dict | None) -> torch.Tensor:
         """The layers of :meth:`encode_new_queries`: through the modules on unit ``blocks``,
-        or (``blocks=None``) through :func:`~proute.models.layers.one_in_edge`, which raises
+        or (``blocks=None``) through :func:`~proute.models.convs.one_in_edge`, which raises
         ``NotImplementedError`` for a module it cannot evaluate without a graph."""
         for layer in range(self.num_layers):
             mods = self.convs[layer].mods

@@ -147,6 +147,31 @@ class PersonalizedRouterModel(nn.Module):
         return self.decoder.score_all(hq, states_cache.h["llm"], hu)
 
 
+def _data_hparams(graph, hparams: dict[str, Any]) -> dict[str, Any]:
+    """``hparams`` with the data-dependent arguments read from ``graph`` (explicit values
+    must agree with it) and given their types and defaults."""
+    if graph is not None:
+        derived = {
+            "in_dims": dict(graph.in_dims),
+            "num_users": graph.num_users if graph.has_users else 0,
+            "etypes": [list(et) for et in graph.etypes],
+            "edge_dim": graph.edge_dim,
+            "user_features": graph.user_features if graph.has_users else "learned",
+        }
+        for k in ("in_dims", "num_users", "etypes", "edge_dim", "user_features"):
+            v = hparams[k]
+            if v is not None and k != "etypes" and v != derived[k]:
+                raise ValueError(f"build_model: {k}={v!r} disagrees with the graph ({derived[k]!r})")
+        hparams.update(derived)
+    if hparams["in_dims"] is None or hparams["num_users"] is None:
+        raise ValueError("build_model needs a RoutingGraph or in_dims and num_users")
+    hparams["in_dims"] = {k: int(v) for k, v in dict(hparams["in_dims"]).items()}
+    hparams["num_users"] = int(hparams["num_users"])
+    hparams["edge_dim"] = 1 if hparams["edge_dim"] is None else int(hparams["edge_dim"])
+    hparams["user_features"] = hparams["user_features"] or "learned"
+    return hparams
+
+
 def build_model(
     graph=None,
     *,
@@ -170,7 +195,7 @@ def build_model(
     The data-dependent arguments (``in_dims``, ``num_users``, ``etypes``, ``edge_dim``,
     ``user_features``) are read from ``graph`` (a :class:`~proute.graph.RoutingGraph`) when
     given; explicit values must then agree with it. ``conv`` names an entry of
-    :data:`proute.models.layers.CONVS` and ``conv_kwargs`` its own hyperparameters;
+    :data:`proute.models.convs.CONVS` and ``conv_kwargs`` its own hyperparameters;
     ``decoder`` an entry of :data:`proute.models.decoder.DECODERS` and ``decoder_kwargs``
     its own (an MLP decoder's ``dropout`` defaults to ``dropout``). The Hydra configs
     ``conf/model/*.yaml`` use ``_target_: proute.models.build_model`` with
@@ -178,27 +203,7 @@ def build_model(
     every argument (graph-derived ones included), JSON-serialisable, so
     ``build_model(**model.hparams)`` rebuilds the architecture without the graph.
     """
-    hparams = {k: v for k, v in locals().items() if k != "graph"}
-    derived_keys = ("in_dims", "num_users", "etypes", "edge_dim", "user_features")
-    if graph is not None:
-        derived = {
-            "in_dims": dict(graph.in_dims),
-            "num_users": graph.num_users if graph.has_users else 0,
-            "etypes": [list(et) for et in graph.etypes],
-            "edge_dim": graph.edge_dim,
-            "user_features": graph.user_features if graph.has_users else "learned",
-        }
-        for k in derived_keys:
-            v = hparams[k]
-            if v is not None and k != "etypes" and v != derived[k]:
-                raise ValueError(f"build_model: {k}={v!r} disagrees with the graph ({derived[k]!r})")
-        hparams.update(derived)
-    if hparams["in_dims"] is None or hparams["num_users"] is None:
-        raise ValueError("build_model needs a RoutingGraph or in_dims and num_users")
-    hparams["in_dims"] = {k: int(v) for k, v in dict(hparams["in_dims"]).items()}
-    hparams["num_users"] = int(hparams["num_users"])
-    hparams["edge_dim"] = 1 if hparams["edge_dim"] is None else int(hparams["edge_dim"])
-    hparams["user_features"] = hparams["user_features"] or "learned"
+    hparams = _data_hparams(graph, {k: v for k, v in locals().items() if k != "graph"})
     hparams["conv_kwargs"] = dict(conv_kwargs or {})
     dec_kwargs = dict(decoder_kwargs or {})
     hparams["decoder_kwargs"] = dict(dec_kwargs)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from proute.data.readers._io import PathLike, as_number, existing_file, load_json, size_from_name
+from proute.data.source_checks import check_column_names, check_cost_units
 from proute.data.splits import check_query_disjoint
 from proute.data.table import (
     OPTIONAL_COLUMNS,
@@ -25,8 +26,6 @@ from proute.data.table import (
     USER_COLUMN,
     DataError,
     RoutingData,
-    check_column_names,
-    check_cost_units,
     make_llm_table,
     make_task_table,
     validate_table,

@@ -249,6 +249,19 @@ def _estimated_cost(
     return (in_tokens * in_price + out_tokens * out_price) / 1e6
 
 
+def _cost_meta(chars_per_token: float, out_of_task: Mapping[str, float]) -> dict[str, Any]:
+    """How the costs were estimated, for ``meta["cost"]``."""
+    return {
+        "unit": "dollars",
+        "formula": (
+            "(ceil(len(query) / chars_per_token) * input_price + output_tokens[task] * "
+            "output_price) / 1e6, prices in dollars per million tokens"
+        ),
+        "chars_per_token": float(chars_per_token),
+        "output_tokens": out_of_task,
+    }
+
+
 def read_llmrouter(
     data_dir: PathLike,
     output_tokens: Mapping[str, Any] | None = None,
@@ -303,18 +316,6 @@ def read_llmrouter(
     table, rules = _merge(records, candidates, n_texts, duplicate_rule)
     out_of_task = _task_output_tokens(table["task"], tokens_out)
     table["cost"] = _estimated_cost(table, catalogue, chars_per_token, out_of_task)
-    meta: dict[str, Any] = {
-        "source": str(d),
-        "n_records": n_records,
-        **rules,
-        "cost": {
-            "unit": "dollars",
-            "formula": (
-                "(ceil(len(query) / chars_per_token) * input_price + output_tokens[task] * "
-                "output_price) / 1e6, prices in dollars per million tokens"
-            ),
-            "chars_per_token": float(chars_per_token),
-            "output_tokens": out_of_task,
-        },
-    }
+    cost = _cost_meta(chars_per_token, out_of_task)
+    meta: dict[str, Any] = {"source": str(d), "n_records": n_records, **rules, "cost": cost}
     return finish(table, f"{name} ({d})", name, meta, catalogue=catalogue)

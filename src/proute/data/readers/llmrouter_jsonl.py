@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
@@ -50,25 +51,9 @@ def _line_row(obj: dict[str, Any], where: str) -> dict[str, Any]:
     return row
 
 
-def read_llmrouter_jsonl(
-    path: PathLike,
-    candidates_path: PathLike | None = None,
-    name: str | None = None,
-    performance_range: Sequence[float] | None = PERFORMANCE_RANGE,
-) -> RoutingData:
-    """Read the LLMRouter library's routing JSONL: one line per (query, model).
-
-    Fields per line: ``query``, ``model_name`` (or ``llm``), ``performance``; optional
-    ``cost`` (missing -> 0.0, counted in ``meta["n_missing_cost"]``), ``task_name`` (or
-    ``task``; missing -> ``"default"``), ``user_id`` (on every line or on none), ``reward``
-    and ``split``. Other fields are ignored. The LLM table comes from ``candidates_path``
-    (``llm_candidates.json`` format) when given, else from the names; an LLM the candidates
-    do not list (a local model) is described by its name, as LLMRouter's candidates list
-    only API models, and listed in ``meta["llms_not_in_llm_table"]``. ``performance`` must
-    lie in ``performance_range`` (default [0, 1]). The index is the line number.
-    """
-    p = existing_file(path)
-    source = f"file {p}"
+def _read_lines(p: Path) -> tuple[list[dict[str, Any]], list[int], int, int]:
+    """The rows of a routing JSONL, their line numbers and the counts of lines without a
+    cost (given 0.0) and without a task (given ``"default"``)."""
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     n_missing_cost = n_missing_task = 0
@@ -100,6 +85,29 @@ def read_llmrouter_jsonl(
         lines.append(lineno)
     if not rows:
         raise DataError(f"file {p}: no records")
+    return rows, lines, n_missing_cost, n_missing_task
+
+
+def read_llmrouter_jsonl(
+    path: PathLike,
+    candidates_path: PathLike | None = None,
+    name: str | None = None,
+    performance_range: Sequence[float] | None = PERFORMANCE_RANGE,
+) -> RoutingData:
+    """Read the LLMRouter library's routing JSONL: one line per (query, model).
+
+    Fields per line: ``query``, ``model_name`` (or ``llm``), ``performance``; optional
+    ``cost`` (missing -> 0.0, counted in ``meta["n_missing_cost"]``), ``task_name`` (or
+    ``task``; missing -> ``"default"``), ``user_id`` (on every line or on none), ``reward``
+    and ``split``. Other fields are ignored. The LLM table comes from ``candidates_path``
+    (``llm_candidates.json`` format) when given, else from the names; an LLM the candidates
+    do not list (a local model) is described by its name, as LLMRouter's candidates list
+    only API models, and listed in ``meta["llms_not_in_llm_table"]``. ``performance`` must
+    lie in ``performance_range`` (default [0, 1]). The index is the line number.
+    """
+    p = existing_file(path)
+    source = f"file {p}"
+    rows, lines, n_missing_cost, n_missing_task = _read_lines(p)
     table = pd.DataFrame(rows, index=pd.Index(lines, name="row"))
     if USER_COLUMN in table.columns:
         table[USER_COLUMN] = user_ids(table[USER_COLUMN], source)

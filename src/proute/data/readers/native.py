@@ -92,7 +92,7 @@ def read_table(
 
     - Columns named ``new_user`` or ``new_llm`` (written by the splits), or a known column's
       name in another case or with spaces (``Split``), are an error
-      (:func:`proute.data.table.check_column_names`).
+      (:func:`proute.data.source_checks.check_column_names`).
     - ``performance`` must lie in ``performance_range`` (default [0, 1]; ``None``: any finite
       number).
     - Query ids: one text per ``query_id``; one text under several ids is kept as several
