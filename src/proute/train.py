@@ -14,14 +14,28 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
+import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from proute.config import register_resolvers
+from proute.baselines import evaluate_baselines_by_split
+from proute.config import register_resolvers, validate_config
 from proute.config.paths import config_dir
+from proute.data.pipeline import prepare_from_config
+from proute.evaluation.live import live_protocol
+from proute.evaluation.metrics import flat
+from proute.evaluation.reporting import write_history, write_run_report, write_test_outcomes
+from proute.graph import RoutingGraph, build_graph
 from proute.training import lifecycle
+from proute.training.device import resolve_device, seed_everything
+from proute.training.export import export_router
+from proute.training.provenance import environment
+from proute.training.timing import peak_rss_mb, run_timing
+
+__all__ = ["build_graph_from", "check_declared_sizes", "cli", "main", "peak_rss_mb", "run", "run_timing"]
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -39,40 +53,8 @@ def check_declared_sizes(cfg: DictConfig, num_users: int, num_tasks: int) -> Non
             )
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
-
-
-def run_timing(history: list[dict], best_epoch: int, rg, data_seconds: float, train_seconds: float) -> dict:
-    """Speed and size of a run, from its per-epoch history (a resumed run's too)."""
-    epoch_s = [r["train/epoch_seconds"] + r["val/seconds"] for r in history]
-    return {
-        "data_seconds": data_seconds,
-        "train_seconds": train_seconds,
-        "epochs": len(history),
-        "best_epoch": best_epoch,
-        "seconds_per_epoch": float(sum(epoch_s) / max(1, len(history))),
-        "train_pairs_per_second": sum(r["train/pairs"] for r in history)
-        / max(1e-9, sum(r["train/epoch_seconds"] for r in history)),
-        "time_to_best_seconds": float(
-            sum(t for r, t in zip(history, epoch_s, strict=True) if r["epoch"] <= best_epoch)
-        ),
-        "peak_rss_mb": peak_rss_mb(),
-        "num_users": rg.num_users,
-        "num_query_nodes": rg.num_query_nodes,
-        "num_train_edges": rg.num_outcome_edges,
-    }
-
-
-def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
+def build_graph_from(prepared, graph_cfg) -> RoutingGraph:
     """The routing graph of prepared data, with the ``graph/`` config's options."""
-    from proute.graph import build_graph
-
     data = prepared.data
     rg = build_graph(
         prepared.table,
@@ -81,64 +63,12 @@ def build_graph_from(prepared, graph_cfg) -> "RoutingGraph":  # noqa: F821
         (list(data.llms.index), prepared.llm_emb),
         llm_families=data.llms["family"].to_dict(),
         llms=list(data.llms.index),
-        **OmegaConf.to_container(graph_cfg, resolve=True),
+        **cast(dict, OmegaConf.to_container(graph_cfg, resolve=True)),
     )
     if "new_user" in prepared.table.columns:  # NewUserSplit: report new users apart
         flags = prepared.table.drop_duplicates("user_id").set_index("user_id")["new_user"]
         rg.pairs["new_user"] = rg.pairs["user_id"].map(flags).fillna(False).astype(bool)
     return rg
-
-
-def live_metrics(router, rg, emb: dict, split: str, mode: str, texts: dict | None = None) -> dict[str, Any]:
-    """The *live* protocol: ``split``'s pairs scored by the exported router without their
-    task labels (it infers them, :mod:`proute.router.task_inference`), plus ``task_accuracy``.
-    ``emb``: query id -> embedding (``PreparedData.query_embedding_dict``); ``texts``: query
-    id -> text (the router's text classifier), or None (the embedding-only fallback)."""
-    import numpy as np
-
-    from proute.evaluation.metrics import routing_metrics
-
-    pairs, dense = rg.split_block(split)
-    q = np.stack([emb[str(i)] for i in pairs["query_id"]])
-    queries = None if texts is None else [texts[str(i)] for i in pairs["query_id"]]
-    scores, tasks = router.score(queries, list(pairs["user_id"]), None, query_emb=q, task_mode=mode)
-    m = routing_metrics(
-        scores, dense["reward"], dense["performance"], dense["cost"], dense["observed"], pairs, list(rg.llms)
-    )
-    m["task_accuracy"] = float(np.mean(np.asarray(tasks) == pairs["task"].astype(str).to_numpy()))
-    return m
-
-
-def live_protocol(router, rg, prepared) -> dict[str, Any]:
-    """Choose the router's ``task_mode`` (hard or soft task inference) on validation reward,
-    then score the test split once with it. Also sets the router's default mode. Requests
-    carry their text, so the router infers tasks from text and embedding; the embedding-only
-    fallback (a request given only as an embedding) is reported as ``embedding_only``."""
-    emb = prepared.query_embedding_dict()
-    table = prepared.table
-    texts = dict(zip(table["query_id"].astype(str), table["query"].astype(str), strict=True))
-    if getattr(router, "text_task_classifier", None) is None:
-        texts = None
-    val = {mode: live_metrics(router, rg, emb, "val", mode, texts) for mode in ("hard", "soft")}
-    mode = max(("hard", "soft"), key=lambda m: (val[m]["overall"]["reward"], m == "hard"))
-    router.task_mode = router.meta["task_inference"]["mode"] = mode
-    router.meta["task_inference"]["val_reward_by_mode"] = {m: val[m]["overall"]["reward"] for m in val}
-    test = live_metrics(router, rg, emb, "test", mode, texts)
-    out = {"mode": mode, "val": val[mode], "test": test}
-    if texts is not None:
-        out["embedding_only"] = {s: live_metrics(router, rg, emb, s, mode) for s in ("val", "test")}
-    fallback = ""
-    if texts is not None:
-        eo = out["embedding_only"]["test"]
-        fallback = f" (embedding only: {eo['overall']['reward']:.4f}, {eo['task_accuracy']:.3f})"
-    log.info(
-        "live protocol (no task labels, task_mode=%s chosen on val): test reward %.4f, task accuracy %.3f%s",
-        mode,
-        test["overall"]["reward"],
-        test["task_accuracy"],
-        fallback,
-    )
-    return out
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -148,8 +78,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     (written after every artefact) or ``failed`` / ``interrupted``; a directory that holds
     a finished run is refused unless ``overwrite=true``.
     """
-    from proute.config import validate_config
-
     validate_config(cfg)  # before the run directory is claimed or any data is read
     resume = bool(cfg.get("resume", False))
     with lifecycle.RunLifecycle(run_dir, overwrite=bool(cfg.get("overwrite", False)), resume=resume) as life:
@@ -159,36 +87,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: bool) -> dict[str, Any]:
-    import torch
-    from hydra.utils import instantiate
-
-    from proute.baselines import evaluate_baselines_by_split
-    from proute.data.pipeline import prepare_from_config
-    from proute.evaluation.metrics import flat
-    from proute.evaluation.reporting import write_history, write_run_report, write_test_outcomes
-    from proute.training.export import export_router
-    from proute.training.provenance import environment
-    from proute.training.trainer import resolve_device, seed_everything
-
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = cast(dict, OmegaConf.to_container(cfg, resolve=True))
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     env = environment()
     (run_dir / "environment.json").write_text(json.dumps(env, indent=2))
-
-    device = resolve_device(str(cfg.device))
-    seed_everything(int(cfg.random_state))
     t0 = time.perf_counter()
-    prepared = prepare_from_config(cfg)
-    table = prepared.table
-    check_declared_sizes(cfg, table["user_id"].nunique(), table["task"].nunique())
-    rg = build_graph_from(prepared, cfg.graph)
-    model = instantiate(cfg.model)(rg)
-    rg, model = rg.to(device), model.to(device)
-    masking = instantiate(cfg.masking)
-    trainer = instantiate(cfg.trainer)
-    logger = instantiate(cfg.logger)
+    prepared, rg, model, masking, trainer, logger = _instantiate(cfg)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("graph: %s; model: %d parameters; device: %s", rg, n_params, device)
+    log.info("graph: %s; model: %d parameters; device: %s", rg, n_params, rg.device)
     data_seconds = time.perf_counter() - t0
 
     def on_epoch(epoch: int, record: dict) -> None:
@@ -199,6 +105,7 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
     generator = torch.Generator().manual_seed(int(cfg.random_state))
     with logger.start(run_dir, {**resolved, "environment": env, "parameters": n_params}):
         t1 = time.perf_counter()
+        seed = int(cfg.random_state)
         history = trainer.fit(
             model,
             rg,
@@ -208,7 +115,7 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
             on_epoch=on_epoch,
             run_dir=run_dir,
             resume=resume,
-            seed=int(cfg.random_state),
+            seed=seed,
         )
         train_seconds = time.perf_counter() - t1
         if trainer.best_epoch < 0:
@@ -218,27 +125,46 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
             )
         val = trainer.evaluate(model, rg, "val")
         test = trainer.evaluate(model, rg, "test")  # the one and only test evaluation
-        train_rows = table[table["split"] == "train"]
-        # Fitted baselines (knn, mlp, mf) choose their hyperparameters on val alone.
-        baselines = evaluate_baselines_by_split(
-            train_rows,
-            {split: rg.split_block(split) for split in ("val", "test")},
-            list(rg.llms),
-            names=list(cfg.baselines),
-            query_emb=(prepared.query_ids, prepared.query_emb),
-        )
+        baselines = _baselines(cfg, prepared, rg)
         timing = run_timing(history, trainer.best_epoch, rg, data_seconds, train_seconds)
         timing.update({f"data_{k}_seconds": v for k, v in prepared.timings.items()})
         router = export_router(model, rg, prepared, cfg, env)
         live = live_protocol(router, rg, prepared)
         report = write_run_report(run_dir, val, test, baselines, history, timing, n_params, logger, live=live)
-        write_test_outcomes(run_dir, table, baselines)
+        write_test_outcomes(run_dir, prepared.table, baselines)
         if cfg.export_router:
             router.save(run_dir / "router")
     out = {**flat(val, "val"), **flat(test, "test"), **flat(live["test"], "test_live"), **timing}
     out["test_live/task_accuracy"] = live["test"]["task_accuracy"]
     log.info("test: %s", json.dumps(report["test"]["overall"]))
     return out
+
+
+def _instantiate(cfg: DictConfig):
+    """Seed, prepare the data, build the graph, and instantiate the model, masking, trainer
+    and logger of ``cfg`` (in this order: the model's initial weights draw from the seed)."""
+    device = resolve_device(str(cfg.device))
+    seed_everything(int(cfg.random_state))
+    prepared = prepare_from_config(cfg)
+    table = prepared.table
+    check_declared_sizes(cfg, table["user_id"].nunique(), table["task"].nunique())
+    rg = build_graph_from(prepared, cfg.graph)
+    model = instantiate(cfg.model)(rg)
+    rg, model = rg.to(device), model.to(device)
+    return prepared, rg, model, instantiate(cfg.masking), instantiate(cfg.trainer), instantiate(cfg.logger)
+
+
+def _baselines(cfg: DictConfig, prepared, rg) -> dict[str, dict[str, dict]]:
+    """The ``baselines:`` of ``cfg`` on val and test; the fitted ones (knn, mlp, mf) choose
+    their hyperparameters on val alone."""
+    table = prepared.table
+    return evaluate_baselines_by_split(
+        table[table["split"] == "train"],
+        {split: rg.split_block(split) for split in ("val", "test")},
+        list(rg.llms),
+        names=list(cfg.baselines),
+        query_emb=(prepared.query_ids, prepared.query_emb),
+    )
 
 
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")

@@ -1,7 +1,8 @@
 """Baseline routers: the same interface as the GNN router, one registry, one evaluation.
 
 A baseline is fitted on the training rows and gives ``score(pairs) -> [n, num_llms]`` for a
-frame of (user, query) rows (``user_id``, ``query_id``, ``task``); :mod:`proute.evaluation.metrics`
+frame of (user, query) rows (``user_id``, ``query_id``, ``task``): each is a
+:class:`proute.evaluation.scoring.Scorer`, and :func:`proute.evaluation.scoring.evaluate`
 scores every router alike (:mod:`proute.baselines.base` has the interface). By name
 (``BASELINES``, the ``baselines:`` list of the train config):
 
@@ -35,7 +36,7 @@ import pandas as pd
 from proute.baselines.base import BaselineRouter, Block
 from proute.baselines.knn import KNNRouter
 from proute.baselines.neural import MFRouter, MLPRouter
-from proute.baselines.select import fit_on_validation, score_block
+from proute.baselines.select import fit_on_validation
 from proute.baselines.tables import (
     BestLLMRouter,
     CheapestRouter,
@@ -45,6 +46,7 @@ from proute.baselines.tables import (
     RandomRouter,
     StrongestRouter,
 )
+from proute.evaluation.scoring import evaluate
 
 BASELINES: dict[str, type[BaselineRouter]] = {
     cls.name: cls
@@ -71,7 +73,6 @@ __all__ = [
     "evaluate_baselines",
     "evaluate_baselines_by_split",
     "fit_on_validation",
-    "score_block",
 ]
 
 
@@ -105,7 +106,7 @@ def evaluate_baselines_by_split(
     for name in names:
         router, info = fit_on_validation(name, llm_names, train, val=val, query_emb=query_emb, seed=seed)
         for split, block in blocks.items():
-            out[split][name] = {**score_block(router, block, llm_names), **info}
+            out[split][name] = {**evaluate(router, block, llms=llm_names, timed=True), **info}
     return out
 
 

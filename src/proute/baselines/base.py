@@ -8,8 +8,12 @@ scores a frame of (user, query) rows:
   ``performance`` for the routers that read them); ``query_emb`` maps query ids to vectors
   (the routers with ``needs_query_emb`` refuse to fit without it); ``val`` is the validation
   block ``(pairs, dense)`` for the routers that stop early on it (never the test block).
-- ``score(pairs, dense=None) -> [n, num_llms]``: higher is better. ``dense`` is the
-  evaluated block's outcome matrices; only the oracle (``uses_eval_rewards``) reads them.
+- ``score(pairs, dense=None) -> [n, num_llms]``: higher is better, columns :attr:`llms`.
+  ``dense`` is the evaluated block's outcome matrices; only the oracle
+  (``uses_eval_rewards``) reads them.
+
+So every baseline is a :class:`proute.evaluation.scoring.Scorer`, and
+:func:`proute.evaluation.scoring.evaluate` scores it as it scores the GNN.
 """
 
 from __future__ import annotations
@@ -22,8 +26,17 @@ import numpy as np
 import pandas as pd
 
 from proute.data.table import USER_COLUMN
+from proute.evaluation.metrics import picks
+from proute.evaluation.scoring import Block
 
-Block = tuple[pd.DataFrame, dict[str, np.ndarray]]  # (pairs, dense), as RoutingGraph.split_block gives
+__all__ = [
+    "BaselineRouter",
+    "Block",
+    "QueryEmbeddings",
+    "mean_pick_reward",
+    "normalise_rows",
+    "reward_matrix",
+]
 
 
 class BaselineRouter:
@@ -50,6 +63,11 @@ class BaselineRouter:
                 f"baseline {self.name!r} has no hyperparameter {unknown}; it has {sorted(self.defaults)}"
             )
         self.params = {**self.defaults, **params}
+
+    @property
+    def llms(self) -> list[str]:
+        """The LLM names of the score columns (:class:`~proute.evaluation.scoring.Scorer`)."""
+        return self.llm_names
 
     def with_params(self, **params: Any) -> "BaselineRouter":
         """A copy of this fitted router with other values of its ``score_params`` (shares
@@ -87,6 +105,9 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], who: str) -> N
 class QueryEmbeddings:
     """Query id → row of one float32 matrix, from a mapping ``{query_id: vector}`` or an
     ``(ids, matrix)`` pair (``PreparedData.query_ids, PreparedData.query_emb``)."""
+
+    index: pd.Index
+    matrix: np.ndarray
 
     def __init__(self, query_emb: Any, who: str):
         if query_emb is None:
@@ -139,8 +160,6 @@ def mean_pick_reward(scores: np.ndarray, dense: dict[str, np.ndarray]) -> float:
     """The ``reward`` of :func:`proute.evaluation.metrics.routing_metrics` (mean reward of the
     best-scored observed LLM over rows with an observed LLM), without its tables: the
     number hyperparameter selection and early stopping maximise."""
-    from proute.evaluation.metrics import picks
-
     observed = np.asarray(dense["observed"], bool)
     keep = observed.any(axis=1)
     choice = picks(np.asarray(scores, float)[keep], observed[keep])

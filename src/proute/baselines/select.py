@@ -1,4 +1,5 @@
-"""Fit baselines (hyperparameters chosen on validation) and score them with the GNN's metrics."""
+"""Fit baselines, their hyperparameters chosen on validation (scored by
+:func:`proute.evaluation.scoring.evaluate`)."""
 
 from __future__ import annotations
 
@@ -44,12 +45,14 @@ def fit_on_validation(
     grid = dict(cls.grid if grid is None else grid)
     t0 = time.perf_counter()
     info: dict[str, Any] = {}
+    router: BaselineRouter | None
     if val is None or not grid:
         router = cls(llm_names, seed=seed).fit(train, query_emb=query_emb, val=val)
         info["selected"] = {k: router.params[k] for k in grid}
         info["selected_on"] = "val" if val is not None else "defaults"
     else:
-        tried, best, router = [], -np.inf, None
+        tried, best = [], -np.inf
+        router = None
         fitted = None
         if set(grid) <= set(cls.score_params):  # one fit serves the whole grid
             fitted = cls(llm_names, seed=seed).fit(train, query_emb=query_emb, val=val)
@@ -65,31 +68,8 @@ def fit_on_validation(
                 best, router, info["selected"] = reward, candidate, params
         info["selected_on"] = "val"
         info["val_reward_by_params"] = tried
+    assert router is not None  # the grid is not empty
     if hasattr(router, "fit_info_"):
         info.update(router.fit_info_)
     info["fit_seconds"] = time.perf_counter() - t0
     return router, info
-
-
-def score_block(router: BaselineRouter, block: Block, llm_names: Sequence[str]) -> dict[str, Any]:
-    """:func:`proute.evaluation.metrics.routing_metrics` of ``router`` on one ``(pairs, dense)`` block;
-    only a router with ``uses_eval_rewards`` (the oracle) is given the block's rewards."""
-    from proute.evaluation.metrics import routing_metrics
-
-    pairs, dense = block
-    t0 = time.perf_counter()
-    scores = router.score(pairs, dense if router.uses_eval_rewards else None)
-    seconds = time.perf_counter() - t0
-    out = routing_metrics(
-        scores,
-        dense["reward"],
-        dense["performance"],
-        dense["cost"],
-        dense["observed"],
-        pairs,
-        list(llm_names),
-    )
-    out["score_seconds"] = seconds
-    if router.uses_eval_rewards:
-        out["upper_bound"] = True  # read the evaluated rewards: a ceiling, not a method
-    return out

@@ -42,7 +42,7 @@ def _one_epoch(base: list[str], mode: str, rg) -> dict[str, Any]:
     import torch
     from hydra.utils import instantiate
 
-    from proute.train import peak_rss_mb
+    from proute.training.timing import peak_rss_mb
 
     try:
         c = compose("train", [*base, f"trainer={mode}"])
@@ -75,7 +75,8 @@ def scale_child(users: int, queries_per_user: int, out: Path, extra: list[str]) 
     resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT, MEM_LIMIT))
     # Local imports: after the memory cap, so torch and DGL load under it.
     from proute.data.pipeline import prepare_from_config
-    from proute.train import build_graph_from, peak_rss_mb
+    from proute.train import build_graph_from
+    from proute.training.timing import peak_rss_mb
 
     base = [
         "experiment=scale",

@@ -400,7 +400,7 @@ def frontier(points) -> np.ndarray:
     if len(p) == 0 or not np.isfinite(p).all():
         raise ValueError("frontier needs at least one finite (cost, performance) point")
     p = p[np.lexsort((-p[:, 1], p[:, 0]))]  # by cost, then best performance first
-    pareto = []  # strictly increasing in both cost and performance
+    pareto: list[tuple[float, float]] = []  # strictly increasing in both cost and performance
     for c, q in p:
         if not pareto or q > pareto[-1][1]:
             pareto.append((c, q))

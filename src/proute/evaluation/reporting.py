@@ -81,7 +81,7 @@ def write_run_report(
     """``metrics.json`` and the per-user outputs. ``val``/``test``: the gold-task protocol
     (each query's task label given, as in the paper); ``live``: the exported router without
     task labels (``{"mode", "val", "test"}``, proute.train.live_protocol)."""
-    report = {
+    report: dict[str, Any] = {
         "val": _jsonable(val),
         "test": _jsonable(test),
         "baselines": {

@@ -30,7 +30,7 @@ import socket
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 STATUS = "status.json"
 STATES = ("running", "finished", "failed", "interrupted")
@@ -145,7 +145,7 @@ class RunLifecycle:
     def __init__(self, run_dir: str | os.PathLike, overwrite: bool = False, resume: bool = False):
         self.run_dir = Path(run_dir)
         self.overwrite, self.resume = overwrite, resume
-        self._old_handler = None
+        self._old_handler: Any = None
 
     def __enter__(self) -> "RunLifecycle":
         previous = check_can_run(self.run_dir, self.overwrite) or {}
@@ -177,7 +177,7 @@ class RunLifecycle:
     def finish(self) -> None:
         write_status(self.run_dir, state="finished", finished=_now())
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if self._old_handler is not None:
             signal.signal(signal.SIGTERM, self._old_handler)
             self._old_handler = None

@@ -18,17 +18,9 @@ Every random draw of epoch ``e`` (masks, dropout, neighbour samples) is seeded f
 epoch (atomically, safetensors + JSON): a killed run restarted with ``resume=True`` ends
 with the same metrics as an uninterrupted one.
 
-Losses (``trainer.loss``, the registry :data:`LOSSES`):
-
-- ``listwise`` (default): per hidden query node, cross-entropy between the softmax of the
-  scores over its hidden LLMs and ``softmax(reward / T)``. It ranks the LLMs by what the
-  user gets. Measured on the default data and users (100 epochs of one step each, seed
-  42): test reward 0.358, against 0.326 for ``bce``, which did not beat the best fixed LLM
-  per user (0.330).
-- ``bce``: the paper's, binary cross-entropy on "is this LLM the user's best" (tied
-  best LLMs are all positives). With 0/1 quality and cost as the tie-breaker, the label is
-  mostly "the cheapest LLM that got it right", which carries little of the reward's scale.
-- ``mse``: regression on the reward.
+The losses are :mod:`proute.training.losses` (``trainer.loss``); the evaluation is
+:func:`proute.evaluation.scoring.evaluate` of the model as a
+:class:`~proute.evaluation.scorers.GraphScorer`, the one path every router is scored by.
 """
 
 from __future__ import annotations
@@ -41,119 +33,31 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from proute.evaluation.metrics import routing_metrics
+from proute._deps import import_dgl
+from proute.evaluation.scorers import GraphScorer
+from proute.evaluation.scoring import evaluate
+from proute.graph.masking import QueryMasking
+from proute.graph.sampling import MaskedNeighborSampler, full_neighbor_batch
 from proute.training.checkpoint import Checkpoint
+from proute.training.device import epoch_seed, resolve_device, seed_everything
+from proute.training.inputs import query_text_inputs
+from proute.training.losses import LISTWISE_TEMPERATURE, LOSSES
+
+# resolve_device, seed_everything, LOSSES and query_text_inputs are imported from here too.
+__all__ = [
+    "LOSSES",
+    "MONITORS",
+    "MiniBatchTrainer",
+    "Trainer",
+    "query_text_inputs",
+    "resolve_device",
+    "seed_everything",
+]
 
 log = logging.getLogger(__name__)
 
 MONITORS = ("reward", "accuracy", "reward_ratio", "macro_f1", "performance")
-
-
-# ---------------------------------------------------------------------- losses
-def listwise_loss(logits, rg, q, l, temperature: float) -> torch.Tensor:
-    """Softmax over each hidden query node's hidden LLMs against ``softmax(reward / T)``."""
-    reward = rg.reward[q, l]
-    uq, group = torch.unique(q, return_inverse=True)
-    n, L = len(uq), rg.reward.shape[1]
-    neg = torch.full((n, L), float("-inf"), device=logits.device)
-    s = neg.index_put((group, l), logits)
-    t = neg.index_put((group, l), reward / temperature)
-    target = torch.softmax(t, dim=1)
-    logp = torch.log_softmax(s, dim=1)
-    valid = torch.isfinite(logp)
-    return -(target * torch.where(valid, logp, torch.zeros_like(logp))).sum(1).mean()
-
-
-def bce_loss(logits, rg, q, l, temperature: float) -> torch.Tensor:
-    """The paper's: is this LLM the user's best (ties: all best are positives)?"""
-    return F.binary_cross_entropy_with_logits(logits, rg.best[q, l].float())
-
-
-def mse_loss(logits, rg, q, l, temperature: float) -> torch.Tensor:
-    """Regression on the reward."""
-    return F.mse_loss(logits, rg.reward[q, l])
-
-
-# A new loss is one function ``(logits, rg, q, l, temperature) -> scalar`` and one line here.
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {"listwise": listwise_loss, "bce": bce_loss, "mse": mse_loss}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when usable by both torch and DGL, else CPU; ``cuda`` must work."""
-    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device={device!r}; expected auto, cpu, cuda or cuda:N")
-    if device == "cpu":
-        return torch.device("cpu")
-    cuda_ok = torch.cuda.is_available()
-    dgl_cuda = False
-    if cuda_ok:
-        from proute._deps import import_dgl
-
-        dgl = import_dgl()
-        try:
-            dgl.graph(([0], [0])).to("cuda")
-            dgl_cuda = True
-        except Exception:  # DGL built without CUDA raises DGLError
-            dgl_cuda = False
-    if device == "auto":
-        return torch.device("cuda" if cuda_ok and dgl_cuda else "cpu")
-    if not cuda_ok:
-        raise RuntimeError(
-            f"device={device} was asked for, but torch {torch.__version__} sees no CUDA device "
-            "(torch.cuda.is_available() is False). Use device=cpu or device=auto."
-        )
-    if not dgl_cuda:
-        import dgl
-
-        raise RuntimeError(
-            f"device={device} was asked for, but the installed DGL {dgl.__version__} has no "
-            "CUDA support (the DGL wheels on PyPI are CPU-only). Install a CUDA build of DGL "
-            "matching your torch and CUDA versions from DGL's own wheel index (see "
-            "https://www.dgl.ai/pages/start.html; e.g. DGL 2.4 for torch 2.4 + CUDA 12.4), "
-            "or use device=cpu."
-        )
-    return torch.device(device)
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    from proute._deps import import_dgl
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    import_dgl().seed(seed)
-
-
-def _dgl():
-    from proute._deps import import_dgl
-
-    return import_dgl()
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (int(seed) * 1_000_003 + 7919 * (epoch + 1)) % (2**63 - 1)
-
-
-def query_text_inputs(rg) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(text_feat, text_id)`` of the graph's query nodes (cached on ``rg``): the features of
-    each distinct query text once, and each query node's row in them (see
-    :meth:`proute.models.HeteroGNN.input_states`)."""
-    import pandas as pd
-
-    if "query_text" not in rg._cache:
-        text_id, uniq = pd.factorize(rg.query_nodes["query_id"], sort=False)
-        first = np.unique(text_id, return_index=True)[1]
-        feat = rg.graph.nodes["query"].data["feat"]
-        rows = torch.as_tensor(first, device=feat.device)
-        rg._cache["query_text"] = (
-            feat[rows],
-            torch.as_tensor(text_id, dtype=torch.int64, device=feat.device),
-        )
-    return rg._cache["query_text"]
 
 
 # ---------------------------------------------------------------------- trainers
@@ -169,7 +73,7 @@ class Trainer:
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
         loss: str = "listwise",
-        listwise_temperature: float = 0.1,
+        listwise_temperature: float = LISTWISE_TEMPERATURE,
         monitor: str = "reward",
         patience: int = 20,
         grad_clip: float | None = 1.0,
@@ -207,36 +111,14 @@ class Trainer:
         return LOSSES[self.loss_name](logits, rg, q, l, self.temperature)
 
     # -- evaluation ---------------------------------------------------------------------
-    @torch.no_grad()
     def scores(self, model, rg, split: str) -> np.ndarray:
-        """Logits ``[n_pairs, num_llms]`` for the (user, query) pairs of ``split``.
-
-        Val/test query nodes have no outcome edges in ``rg.graph``, so a pass over the graph
-        scores them exactly as the exported router would score them one by one. The pass
-        runs on full-neighbourhood blocks whose outputs are these nodes, their users and
-        the LLMs (:func:`proute.graph.sampling.full_neighbor_blocks`): the numbers of a
-        full-graph forward, without computing the other splits' query nodes.
-        """
-        from proute.graph.sampling import full_neighbor_blocks
-
-        model.eval()
-        nodes = rg.pair_node[rg.pairs_of(split)]
-        blocks, node_feat, pos, users = full_neighbor_blocks(rg, nodes, model.gnn.num_layers)
-        h = model.gnn.forward_blocks(blocks, node_feat, query_text_inputs(rg))
-        user_pos = torch.searchsorted(users, rg.query_user[nodes]) if users is not None else None
-        return model.score_all(h, pos, user_pos).float().cpu().numpy()
+        """Logits ``[n_pairs, num_llms]`` for the (user, query) pairs of ``split``
+        (:class:`~proute.evaluation.scorers.GraphScorer`: exact, full neighbourhoods)."""
+        return GraphScorer(model, rg).score_nodes(rg.pair_node[rg.pairs_of(split)])
 
     def evaluate(self, model, rg, split: str) -> dict[str, Any]:
-        pairs, dense = rg.split_block(split)
-        return routing_metrics(
-            self.scores(model, rg, split),
-            dense["reward"],
-            dense["performance"],
-            dense["cost"],
-            dense["observed"],
-            pairs,
-            list(rg.llms),
-        )
+        """:func:`proute.evaluation.scoring.evaluate` of the model on ``split``."""
+        return evaluate(GraphScorer(model, rg), rg.split_block(split))
 
     # -- one step -------------------------------------------------------------------------
     def prepare(self, model, rg, masking) -> None:
@@ -251,8 +133,6 @@ class Trainer:
         """One masked sample as message-flow blocks with full neighbourhoods: the same
         scores as a full-graph forward of the masked graph, computed only where the loss
         needs them (:func:`proute.graph.sampling.full_neighbor_batch`)."""
-        from proute.graph.sampling import full_neighbor_batch
-
         return full_neighbor_batch(rg, self.masking.sample(rg, generator), self._num_layers)
 
     def train_step(self, model, rg, generator: torch.Generator) -> float:
@@ -350,9 +230,9 @@ class Trainer:
     def _epoch(self, model, rg, opt, generator, seed: int, epoch: int) -> dict:
         """One epoch (its draws seeded from ``(seed, epoch)``) and its validation; the
         epoch's record, also appended to :attr:`history`."""
-        generator.manual_seed(_epoch_seed(seed, epoch))
-        torch.manual_seed(_epoch_seed(seed, epoch) + 1)
-        _dgl().seed((_epoch_seed(seed, epoch) + 2) % (2**31 - 1))
+        generator.manual_seed(epoch_seed(seed, epoch))
+        torch.manual_seed(epoch_seed(seed, epoch) + 1)
+        import_dgl().seed((epoch_seed(seed, epoch) + 2) % (2**31 - 1))
         self.start_epoch(epoch, generator)
         t0, pairs = time.perf_counter(), self.pairs_trained
         model.train()
@@ -416,9 +296,6 @@ class MiniBatchTrainer(Trainer):
         self._steps = steps_per_epoch
 
     def prepare(self, model, rg, masking) -> None:
-        from proute.graph.masking import QueryMasking
-        from proute.graph.sampling import MaskedNeighborSampler
-
         if not isinstance(masking, QueryMasking):
             raise ValueError(
                 f"trainer=minibatch hides the outcome edges of whole seed query nodes; "
@@ -449,11 +326,12 @@ class MiniBatchTrainer(Trainer):
         order = torch.randperm(len(nodes), generator=generator)
         if not self._grouped:
             return list(nodes[order].split(size))
-        num_users = self._num_users
+        num_users, node_user = self._num_users, self._node_user
+        assert node_user is not None  # grouped only with user nodes
         group = torch.empty(num_users, dtype=torch.int64)
         group[torch.randperm(num_users, generator=generator)] = torch.arange(num_users) // self.max_users
-        order = order[torch.sort(group[self._node_user[order]], stable=True).indices]
-        counts = torch.bincount(group[self._node_user[order]]).tolist()
+        order = order[torch.sort(group[node_user[order]], stable=True).indices]
+        counts = torch.bincount(group[node_user[order]]).tolist()
         batches = [b for chunk in nodes[order].split(counts) for b in chunk.split(size)]
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
