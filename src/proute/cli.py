@@ -186,31 +186,18 @@ def _encoder_id(spec) -> dict:
     return {k: v for k, v in dict(spec or {}).items() if k not in _RUNTIME_ENCODER_KEYS}
 
 
-def _dense(test, keys, llms: list[str]) -> dict:
-    """``reward``/``performance``/``cost``/``observed`` ``[n pairs, n llms]`` of ``test``."""
-    import numpy as np
-
-    out = {}
-    for col in ("reward", "performance", "cost"):
-        wide = test.pivot_table(index=["user_id", "query_id"], columns="llm", values=col, aggfunc="first")
-        out[col] = wide.reindex(index=keys, columns=llms).to_numpy(dtype=float)
-    out["observed"] = ~np.isnan(out["reward"])
-    for col in ("reward", "performance", "cost"):
-        out[col] = np.nan_to_num(out[col])
-    return out
-
-
 def evaluate_router(router, cfg, split: str = "test", log=print) -> dict:
     """Score ``split`` of the data ``cfg`` describes with ``router``, with the gold task
     labels and without them (tasks inferred, as a live request): ``{"gold", "live",
     "task_accuracy", "skipped_users", "skipped_llms", "n"}`` (metrics of
     :func:`proute.evaluation.metrics.routing_metrics`). Users the router does not know are skipped
     (named) unless its unknown-user policy routes them."""
-    import numpy as np
     import pandas as pd
 
+    # local: torch/dgl are imported only by the command that needs them (`proute --help` stays fast)
     from proute.data.pipeline import prepare_from_config
-    from proute.evaluation.metrics import routing_metrics
+    from proute.evaluation.scorers import RouterScorer
+    from proute.evaluation.scoring import dense_block, evaluate, task_accuracy
 
     same_encoder = _encoder_id(cfg.get("text_encoder")) == _encoder_id(router.meta["encoder"])
     prepared = prepare_from_config(cfg, encode=same_encoder)
@@ -235,40 +222,24 @@ def evaluate_router(router, cfg, split: str = "test", log=print) -> dict:
         raise ValueError(f"nothing to evaluate: no {split!r} rows of a user and an LLM this router knows")
     pairs = test.drop_duplicates(["user_id", "query_id"])[["user_id", "query_id", "task", "query"]]
     pairs = pairs.sort_values(["user_id", "query_id"], kind="stable").reset_index(drop=True)
-    keys = pd.MultiIndex.from_frame(pairs[["user_id", "query_id"]])
-    dense = _dense(test, keys, llms)
+    dense = dense_block(test, pairs, llms)
     if same_encoder:
         emb = prepared.query_embedding_dict()
-        q = np.stack([emb[str(i)] for i in pairs["query_id"]])
     else:
         log("note: the data's text encoder differs from the router's; encoding the queries with the router's")
         texts = pairs.drop_duplicates("query_id").set_index("query_id")["query"]
-        table_emb = dict(zip(texts.index, router.encode(list(texts)), strict=True))
-        q = np.stack([table_emb[i] for i in pairs["query_id"]])
+        emb = {str(i): v for i, v in zip(texts.index, router.encode(list(texts)), strict=True)}
     known_tasks = set(router.tasks)
-    gold = [str(t) if str(t) in known_tasks else None for t in pairs["task"]]
     unknown_tasks = sorted({str(t) for t in pairs["task"]} - known_tasks)
     if unknown_tasks:
         log(f"note: tasks unknown to the router are inferred even with gold labels: {unknown_tasks}")
-    user_ids = list(pairs["user_id"])
-
-    def score(tasks):
-        parts, used = [], []
-        for s in range(0, len(pairs), 4096):
-            t = None if tasks is None else tasks[s : s + 4096]
-            logits, chosen = router.score(None, user_ids[s : s + 4096], t, query_emb=q[s : s + 4096])
-            parts.append(logits)
-            used += chosen
-        return np.concatenate(parts), used
-
-    block = pairs.drop(columns=["query"])
-    args = (dense["reward"], dense["performance"], dense["cost"], dense["observed"], block, llms)
-    gold_scores, _ = score(gold)
-    live_scores, inferred = score(None)
+    block = (pairs.drop(columns=["query"]), dense)
+    gold = RouterScorer(router, emb, gold_tasks=True, batch_size=4096)
+    live = RouterScorer(router, emb, batch_size=4096)
     return {
-        "gold": routing_metrics(gold_scores, *args),
-        "live": routing_metrics(live_scores, *args),
-        "task_accuracy": float(np.mean(np.asarray(inferred) == pairs["task"].astype(str).to_numpy())),
+        "gold": evaluate(gold, block, llms=llms),
+        "live": evaluate(live, block, llms=llms),
+        "task_accuracy": task_accuracy(live.tasks_used, pairs),
         "skipped_users": [str(u) for u in skipped_users],
         "skipped_llms": skipped_llms,
         "n": len(pairs),
