@@ -67,20 +67,72 @@ def _size_offenders() -> list[str]:
     return out
 
 
+#: Rooms still over the limits while issue 15 is open: a ratchet, not an exemption. A new
+#: offender fails the test, and so does a listed one that has been fixed (remove it here),
+#: so this list only shrinks. Keys: "path kind name" (no line numbers or lengths).
+KNOWN_OFFENDERS = {
+    "src/proute/cli.py module cli.py",
+    "src/proute/cli.py function infer",
+    "src/proute/cli.py function main",
+    "src/proute/evaluation/analysis.py module analysis.py",
+    "src/proute/evaluation/analysis.py function plot_cost_quality",
+    "src/proute/serving/app.py module app.py",
+    "src/proute/serving/app.py function create_app",
+    "src/proute/serving/app.py function chat_completions",
+    "scripts/aggregate.py",
+    "scripts/loadtest.py",
+    "scripts/new_users.py",
+    "scripts/study.py",
+}
+
+
+def _key(offender: str) -> str:
+    """``"path:line kind name: ..."`` -> ``"path kind name"``; a module's name is its file."""
+    where, _, rest = offender.partition(" ")
+    path = where.split(":")[0]
+    if rest.startswith("module"):
+        return f"{path} module {Path(path).name}"
+    return f"{path} {' '.join(rest.split(':')[0].split()[:2])}"
+
+
+def _check_ratchet(offenders: list[str], known: set[str]) -> None:
+    new = [o for o in offenders if _key(o) not in known]
+    fixed = sorted(known - {_key(o) for o in offenders})
+    msg = []
+    if new:
+        msg.append(f"{len(new)} over the size limits:\n" + "\n".join(new))
+    if fixed:
+        msg.append("now within the limits, remove from KNOWN_OFFENDERS:\n" + "\n".join(fixed))
+    if msg:
+        pytest.fail("\n".join(msg), pytrace=False)
+
+
 def test_modules_classes_and_functions_stay_small():
-    offenders = _size_offenders()
-    if offenders:
-        pytest.fail(f"{len(offenders)} over the size limits:\n" + "\n".join(offenders), pytrace=False)
+    known = {k for k in KNOWN_OFFENDERS if k.startswith("src/")}
+    _check_ratchet(_size_offenders(), known)
+
+
+def test_the_ratchet_catches_new_and_fixed_offenders():
+    with pytest.raises(pytest.fail.Exception, match="1 over the size limits"):
+        _check_ratchet(["src/proute/x.py:3 function f: 61 lines (max 60)"], set())
+    with pytest.raises(pytest.fail.Exception, match="remove from KNOWN_OFFENDERS"):
+        _check_ratchet([], {"src/proute/x.py function f"})
+    _check_ratchet(["src/proute/x.py:1 module: 401 lines (max 400)"], {"src/proute/x.py module x.py"})
 
 
 def test_scripts_are_thin_entry_points():
-    offenders = [
-        f"{_where(p)}: {_lines(p)} lines (max {MAX_SCRIPT_LINES})"
+    offenders = {
+        _where(p): f"{_where(p)}: {_lines(p)} lines (max {MAX_SCRIPT_LINES})"
         for p in sorted((ROOT / "scripts").glob("*.py"))
         if _lines(p) > MAX_SCRIPT_LINES
-    ]
-    if offenders:
-        pytest.fail(f"{len(offenders)} scripts hold package logic:\n" + "\n".join(offenders), pytrace=False)
+    }
+    new = [msg for path, msg in offenders.items() if path not in KNOWN_OFFENDERS]
+    fixed = sorted(k for k in KNOWN_OFFENDERS if k.startswith("scripts/") and k not in offenders)
+    if new or fixed:
+        pytest.fail(
+            f"scripts holding package logic: {new}; now thin, remove from KNOWN_OFFENDERS: {fixed}",
+            pytrace=False,
+        )
 
 
 def _module_name(path: Path) -> str:
