@@ -46,11 +46,14 @@ format: install ## rewrite the code in place: ruff's safe fixes (import order) a
 data-summary: install ## summarise the default dataset (users, queries, splits, best LLMs)
 	$(BIN)/python -m proute.data
 
-# The study's options, e.g. STUDY_ARGS="--jobs 1" or "--settings default --seeds 42".
+# The study's overrides, e.g. STUDY_ARGS="setting=default,new_llms random_state=42" or
+# "hydra/launcher=slurm hydra.launcher.partition=cpu" (a cluster instead of this machine).
 STUDY_ARGS ?=
 
-reproduce: install ## the study (conf/study.yaml; ~45 min on 2 cores): runs in outputs/study, tables, figures, summary.md and the notebook as HTML in experiments/results
-	$(BIN)/python scripts/study.py $(STUDY_ARGS)
+reproduce: install ## the study (conf/sweep/study.yaml; ~45 min on 2 cores): runs in outputs/study, tables, figures, summary.md and the notebook as HTML in experiments/results
+	$(BIN)/python -m proute.train +sweep=study $(STUDY_ARGS); status=$$?; \
+		$(BIN)/python -m proute.study aggregate outputs/study --out experiments/results || status=1; \
+		exit $$status
 
 bench: install ## data-load/cache, masking, training-step and routing-latency benchmarks
 	$(BIN)/python scripts/bench.py

@@ -1,4 +1,4 @@
-"""The `proute` command line and scripts/report.py, run as a user would."""
+"""The `proute` command line and `python -m proute.study report`, run as a user would."""
 
 import json
 import subprocess
@@ -17,9 +17,13 @@ def proute(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
 
 
 def report(*args: str) -> subprocess.CompletedProcess:
-    """``python scripts/report.py ARGS`` from the project folder."""
+    """``python -m proute.study report ARGS`` from the project folder (was scripts/report.py)."""
     return subprocess.run(
-        [sys.executable, "scripts/report.py", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+        [sys.executable, "-m", "proute.study", "report", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
 
 

@@ -19,8 +19,9 @@ from proute.config import compose
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # hydra/ holds Hydra's own run settings (output folders), composed into every run; it has no
 # proute keys to check. sweep/ holds multirun presets, added with +sweep=... (tested in
-# tests/test_sweeps.py). Every other group is an axis of proute's configuration.
-NOT_OPTIONS = {"hydra", "sweep"}
+# tests/test_sweeps.py); hpo/ holds Optuna searches, +hpo=... (tests/test_hpo.py). Every other
+# group is an axis of proute's configuration.
+NOT_OPTIONS = {"hydra", "sweep", "hpo"}
 # Groups whose objects are cheap to build (no files read, no model loaded): instantiated.
 CHEAP = {"masking", "split", "users", "trainer", "logger"}
 

@@ -1,6 +1,7 @@
 """Sweeps: conf/sweep/*.yaml (``python -m proute.train -m +sweep=NAME``), the local
 (joblib) and Slurm (submitit) launchers under conf/hydra/launcher/, and
-scripts/aggregate.py, which summarises a multirun as mean ± std over seeds.
+``python -m proute.study multirun`` (was scripts/aggregate.py), which summarises a multirun
+as mean ± std over seeds.
 
 Every sweep is composed cell by cell here; one tiny multirun (the conv sweep cut to two
 seeds of one conv, on the local launcher with two workers) runs end to end and is
@@ -23,7 +24,9 @@ from omegaconf import OmegaConf
 
 from conftest import FIXTURES, ROOT
 
-SWEEPS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
+# conf/sweep/study.yaml is the study of `make reproduce` (its own sweep dir and launcher):
+# tests/test_study.py tests it.
+SWEEPS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml") if p.stem != "study")
 SEEDS = ["42", "43", "44"]
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -75,7 +78,7 @@ def multirun(sweep_dir: Path, cache: Path, *overrides: str, env: dict | None = N
 
 def aggregate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "scripts/aggregate.py", *map(str, args)],
+        [sys.executable, "-m", "proute.study", "multirun", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,

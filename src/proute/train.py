@@ -171,7 +171,11 @@ def _baselines(cfg: DictConfig, prepared, rg) -> dict[str, dict[str, dict]]:
 def main(cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
 
-    out = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.get("skip_finished") and lifecycle.is_finished(run_dir):  # a study resumed: done already
+        log.info("%s holds a finished run: skipped (skip_finished=true)", run_dir)
+        return None
+    out = run(cfg, run_dir)
     metric = cfg.get("optimized_metric")
     return out[metric] if metric else out
 

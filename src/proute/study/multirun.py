@@ -1,7 +1,7 @@
 """Summarise a Hydra multirun of ``python -m proute.train -m``: mean ± std over seeds.
 
-    python scripts/aggregate.py outputs/sweep_conv/multiruns/2026-11-27_15-00-00
-    python scripts/aggregate.py MULTIRUN_DIR --out reports/conv
+    python -m proute.study multirun outputs/sweep_conv/multiruns/2026-11-27_15-00-00
+    python -m proute.study multirun MULTIRUN_DIR --out reports/conv
 
 Reads every job directory of the multirun (``<dir>/<job number>/``: ``.hydra/overrides.yaml``,
 ``status.json``, ``metrics.json``, ``config.yaml``), groups the jobs by their overrides
@@ -29,6 +29,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from omegaconf import ListConfig, OmegaConf
+
+from proute.evaluation.analysis import format_mean_std
+from proute.training import lifecycle
 
 SEED_KEY = "random_state"
 #: (column, title, path in metrics.json, Markdown format)
@@ -90,8 +96,6 @@ def _number(value: Any, where: str) -> float:
 
 def _read_overrides(path: Path) -> list[str]:
     """The job's ``.hydra/overrides.yaml``: a YAML list of strings (read with OmegaConf)."""
-    from omegaconf import ListConfig, OmegaConf
-
     overrides = OmegaConf.load(path)
     if not isinstance(overrides, ListConfig):
         raise ValueError("not a list of overrides")
@@ -112,30 +116,27 @@ def read_job(path: Path) -> Job:
     job.seed = job.overrides.pop(SEED_KEY, None)
     if job.seed is None:  # the seed was not swept: take it from the resolved config
         try:
-            from omegaconf import OmegaConf
-
             job.seed = OmegaConf.load(path / "config.yaml").get(SEED_KEY)
         except Exception:  # noqa: BLE001
             pass
     if job.problem:
         job.state = "unreadable"
         return job
-
-    status = path / "status.json"
-    metrics = path / "metrics.json"
-    if status.is_file():
-        try:
-            job.state = str(json.loads(status.read_text())["state"])
-        except Exception as exc:  # noqa: BLE001
-            job.state, job.problem = "unreadable", f"status.json: {type(exc).__name__}: {exc}"
-            return job
-    else:  # before status.json existed, a run with metrics.json had finished
-        job.state = "finished" if metrics.is_file() else "missing"
-    if job.state != "finished":
+    try:  # proute.training.lifecycle: a run from before status.json counts when it has metrics.json
+        status = lifecycle.read_status(path)
+    except lifecycle.RunStateError as exc:
+        job.state, job.problem = "unreadable", f"status.json: {exc}"
         return job
+    job.state = "missing" if status is None else str(status["state"])
+    if job.state == "finished":
+        _read_values(job)
+    return job
 
+
+def _read_values(job: Job) -> None:
+    """The finished job's metrics and baselines (``metrics.json``)."""
     try:
-        data = json.loads(metrics.read_text())
+        data = json.loads((job.path / "metrics.json").read_text())
         for column, _, where, _ in METRICS:
             job.values[column] = _number(_dig(data, where), "/".join(where))
         for name in BASELINES:  # optional (baselines=[] runs none)
@@ -151,7 +152,6 @@ def read_job(path: Path) -> Job:
         job.state, job.problem = "unreadable", f"metrics.json is not valid JSON ({exc})"
     except Exception as exc:  # noqa: BLE001 - a key missing, a value of the wrong type
         job.state, job.problem = "unreadable", f"metrics.json: {type(exc).__name__}: {exc}"
-    return job
 
 
 def job_dirs(multirun: Path) -> list[Path]:
@@ -191,7 +191,7 @@ class Row:
         xs = [j.values[column] for j in self.finished]
         if not xs:
             return math.nan, math.nan
-        return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else math.nan
+        return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else math.nan
 
 
 def summarise(jobs: list[Job]) -> tuple[list[str], dict[str, str], list[Row]]:
@@ -212,6 +212,8 @@ def summarise(jobs: list[Job]) -> tuple[list[str], dict[str, str], list[Row]]:
 def _cell(mean: float, std: float, fmt: str) -> str:
     if math.isnan(mean):
         return "—"
+    if fmt.endswith("f"):  # proute.evaluation.analysis's "mean ± std"
+        return format_mean_std(mean, std, int(fmt[1:-1]))
     return f"{mean:{fmt}}" if math.isnan(std) else f"{mean:{fmt}} ± {std:{fmt}}"
 
 
@@ -281,7 +283,7 @@ def plot(path: Path, varying, rows: list[Row], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend is chosen
 
     labels = [
         "\n".join([f"{k}={row.label[k]}" for k in varying] or ["(as run)"]) + f"\nn={len(row.finished)}"
@@ -305,7 +307,7 @@ def plot(path: Path, varying, rows: list[Row], title: str) -> None:
     plt.close(fig)
 
 
-def aggregate(multirun: Path, out: Path | None = None) -> str:
+def summarise_multirun(multirun: Path, out: Path | None = None) -> str:
     """Read, summarise and write; returns the Markdown text."""
     if not multirun.is_dir():
         raise SystemExit(f"{multirun}: not a directory")
@@ -323,17 +325,14 @@ def aggregate(multirun: Path, out: Path | None = None) -> str:
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("multirun", type=Path, help="a multirun's sweep directory (holds 0/, 1/, ...)")
     parser.add_argument("--out", type=Path, help="where summary.{md,csv,png} go (default: the multirun dir)")
-    args = parser.parse_args(argv)
-    text = aggregate(args.multirun, args.out)
+
+
+def main(args: argparse.Namespace) -> int:
+    text = summarise_multirun(args.multirun, args.out)
     print(text, end="")
     out = args.out or args.multirun
     print(f"\nwrote {out / 'summary.md'}, {out / 'summary.csv'}, {out / 'summary.png'}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

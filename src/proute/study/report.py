@@ -1,7 +1,7 @@
 """Write a Markdown report of training runs: the GNN against the baselines on test.
 
-    python scripts/report.py outputs/reproduce/default [more run dirs] [--out report.md]
-    python scripts/report.py --latest outputs/reproduce/runs --out outputs/reproduce/report.md
+    python -m proute.study report outputs/study/default/seed42 [more run dirs] [--out report.md]
+    python -m proute.study report --latest outputs/train/runs --out outputs/train/report.md
 
 Reads each run's ``metrics.json`` (written by ``python -m proute.train``) and prints, per
 run, the overall test metrics of the GNN and of every baseline, and per user the GNN's
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 COLUMNS = ("reward", "reward_ratio", "accuracy", "performance", "macro_f1", "disagreement")
@@ -69,26 +68,23 @@ def report(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", type=Path, help="run directories")
     parser.add_argument("--latest", type=Path, help="a folder of runs: report the newest finished one in it")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     if args.latest:
         finished = sorted(p.parent for p in args.latest.glob("*/metrics.json"))
         if not finished:
             raise SystemExit(f"{args.latest}: no finished run (no */metrics.json)")
         args.runs.append(finished[-1])
     if not args.runs:
-        parser.error("give run directories or --latest FOLDER")
+        raise SystemExit("python -m proute.study report: give run directories or --latest FOLDER")
     text = "\n".join(report(r) for r in args.runs)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

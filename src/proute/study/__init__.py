@@ -1,0 +1,1 @@
+"""The study (``make reproduce``) on Hydra's launchers, and what is made of its runs."""
