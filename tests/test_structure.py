@@ -79,10 +79,8 @@ KNOWN_OFFENDERS = {
     "src/proute/serving/app.py module app.py",
     "src/proute/serving/app.py function create_app",
     "src/proute/serving/app.py function chat_completions",
-    "scripts/aggregate.py",
     "scripts/loadtest.py",
     "scripts/new_users.py",
-    "scripts/study.py",
 }
 
 
