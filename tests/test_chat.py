@@ -19,6 +19,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 import test_serve  # noqa: E402
 from proute.serving.chat import API_NAME, build_app  # noqa: E402
+from proute.serving.loadtest import free_port  # noqa: E402
 from proute.serving.upstreams import message_text  # noqa: E402
 
 # Gradio 6.14's own deprecation noise under pandas 3 and starlette 0.52, not the page's.
@@ -71,7 +72,7 @@ def offline():
 def page(offline, router, upstreams):
     """A gradio_client.Client of the chat page on a free loopback port; the page closes after."""
     demo = build_app(router, upstreams)
-    port = test_serve.loadtest.free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)

@@ -1,6 +1,6 @@
 """The service commands of ``proute``: ``infer`` calling upstreams (``--route-only``,
 ``--upstreams``, ``--output`` written atomically), ``evaluate``, ``serve`` as a process,
-and the load-test script (slow). Upstreams are the stub of scripts/loadtest.py on
+and the load-test script (slow). Upstreams are the stub of proute.serving.stub_upstream on
 127.0.0.1.
 """
 
@@ -17,7 +17,9 @@ import httpx  # noqa: E402
 
 from conftest import FIXTURES, ROOT  # noqa: E402
 from proute.cli import main  # noqa: E402
-from test_serve import KEY_ENV, loadtest, train_tiny_router, write_upstreams  # noqa: E402
+from proute.serving import loadtest  # noqa: E402
+from proute.serving.stub_upstream import stub_app  # noqa: E402
+from serving_fixtures import KEY_ENV, ServerThread, train_tiny_router, write_upstreams  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def llms(router_dir):
 
 @pytest.fixture(scope="module")
 def stub():
-    with loadtest.ServerThread(loadtest.stub_app(stall_s=5.0)) as server:
+    with ServerThread(stub_app(stall_s=5.0)) as server:
         yield server
 
 
@@ -75,6 +77,18 @@ def test_infer_route_only_and_with_upstreams(capsys, router_dir, upstreams_file,
     # without --upstreams infer routes only, as before
     code, out, _ = run(capsys, "infer", str(router_dir), "--query", "What is 2 + 2?", "--user", "0")
     assert code == 0 and json.loads(out)["model_name"] == llm
+
+
+def test_infer_user_is_read_by_the_one_rule(capsys, router_dir):
+    """--user "007" is not user 7 (it was before), " 7 " is user 7, and a blank id is an
+    error naming --user."""
+    code, out, err = run(capsys, "infer", router_dir, *ask("What is 2 + 2?", " 7 "), "--route-only")
+    assert code == 0, err
+    assert json.loads(out)["user_id"] == 7
+    code, out, err = run(capsys, "infer", router_dir, *ask("What is 2 + 2?", "007"), "--route-only")
+    assert code == 1 and out == "" and "unknown user_id '007'" in err
+    code, out, err = run(capsys, "infer", router_dir, *ask("What is 2 + 2?", " "), "--route-only")
+    assert code == 1 and "field '--user'" in err and "Traceback" not in err
 
 
 def test_infer_upstream_failure_is_one_line(capsys, router_dir, upstreams_file):
@@ -168,7 +182,7 @@ def test_serve_command_as_a_process(router_dir, upstreams_file):
     port = loadtest.free_port()
     cmd = [sys.executable, "-m", "proute.cli", "serve", str(router_dir), "--port", str(port)]
     cmd += ["--upstreams", str(upstreams_file), "--unknown-user", "error"]
-    proc = loadtest.start(cmd, f"http://127.0.0.1:{port}/health")
+    proc = loadtest.start(cmd, f"http://127.0.0.1:{port}/health", cwd=ROOT)
     try:
         body = {"model": "proute", "user": "0", "messages": [{"role": "user", "content": "hi there"}]}
         resp = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=30)

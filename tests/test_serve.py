@@ -3,12 +3,12 @@ streaming), the decision in body and headers, OpenAI-style errors (400/422/404/5
 failing and stalling upstreams beside healthy requests, micro-batching, the ``openai``
 client and the upstreams file (the Gradio chat page: tests/test_chat.py, with these fixtures).
 
-Every server listens on 127.0.0.1 (uvicorn in a thread, scripts/loadtest.py's
-``ServerThread``); the router is one tiny trained router per module.
+Every server listens on 127.0.0.1 (uvicorn in a thread, tests/serving_fixtures.py's
+``ServerThread``; the stub upstream is proute.serving.stub_upstream); the router is one tiny
+trained router per module.
 """
 
 import asyncio
-import importlib.util
 import json
 import os
 import threading
@@ -21,40 +21,12 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 import httpx  # noqa: E402
 
-import conftest  # noqa: E402
 from conftest import ROOT  # noqa: E402
 from proute.serving.app import create_app, unknown_user_policy  # noqa: E402
+from proute.serving.loadtest import free_port  # noqa: E402
+from proute.serving.stub_upstream import stub_app  # noqa: E402
 from proute.serving.upstreams import Upstream, UpstreamsError, load_upstreams  # noqa: E402
-
-KEY_ENV = "PROUTE_TEST_UPSTREAM_KEY"
-TIMEOUT = 1.5  # the stub upstreams' timeout: STUB_STALL answers after 6 s
-
-
-def _loadtest():
-    spec = importlib.util.spec_from_file_location("proute_loadtest", ROOT / "scripts" / "loadtest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-loadtest = _loadtest()
-
-
-def train_tiny_router(tmp_path_factory, cache_dir) -> Path:
-    """The router directory of one tiny training run on the fixtures (seconds)."""
-    return conftest.train_tiny_router(tmp_path_factory.mktemp("run"), cache_dir)
-
-
-def write_upstreams(path: Path, base_url: str, llms, timeout: float = TIMEOUT) -> Path:
-    """An upstreams file serving every LLM at the stub as ``stub-<llm>``, keyed by KEY_ENV."""
-    import yaml
-
-    doc = {
-        "defaults": {"base_url": base_url, "timeout": timeout, "api_key_env": KEY_ENV},
-        "llms": {m: {"model": f"stub-{m}"} for m in llms},
-    }
-    path.write_text(yaml.safe_dump(doc))
-    return path
+from serving_fixtures import KEY_ENV, TIMEOUT, ServerThread, train_tiny_router, write_upstreams  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +43,7 @@ def router(router_dir):
 
 @pytest.fixture(scope="module")
 def stub():
-    with loadtest.ServerThread(loadtest.stub_app(stall_s=6.0)) as server:
+    with ServerThread(stub_app(stall_s=6.0)) as server:
         yield server
 
 
@@ -86,7 +58,7 @@ def upstreams(stub, router, tmp_path_factory):
 def server(router, upstreams):
     """proute serve under the ``error`` policy: unknown users are 404."""
     app = create_app(router, upstreams, unknown_user="error", max_wait_ms=5.0)
-    with loadtest.ServerThread(app) as s:
+    with ServerThread(app) as s:
         yield s
 
 
@@ -218,6 +190,50 @@ def test_route_errors(client, body, status, param):
     assert_error(client.post("/v1/route", content=body), status, param)
 
 
+def test_user_ids_follow_the_one_rule(client):
+    """proute.data.ids.user_key over HTTP: 3, "3" and 3.0 are one user (the number answered
+    back as the int 3); " 3 " is "3"."""
+    alone = client.post("/v1/route", json={"query": "What is 2 + 2?", "user": 3}).json()
+    for user in (3.0, "3", " 3 "):
+        resp = client.post("/v1/route", json={"query": "What is 2 + 2?", "user": user})
+        assert resp.status_code == 200, resp.text
+        d = resp.json()
+        assert d["scores"] == alone["scores"] and d["model_name"] == alone["model_name"]
+        assert d["user_id"] == (3 if user == 3.0 else "3")
+    resp = client.post("/v1/chat/completions", json=chat(3.0, "What is 2 + 2?"))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["proute"]["model_name"] == alone["model_name"]
+    assert resp.headers["x-proute-user"] == "3"
+
+
+@pytest.mark.parametrize("user", [[1], True, "", "  ", {"id": 1}, 2.5], ids=repr)
+@pytest.mark.parametrize("field", ["user", "user_id"])
+def test_bad_user_ids_are_422_naming_the_field(client, router, user, field):
+    err = assert_error(client.post("/v1/route", json={"query": "hi", field: user}), 422, field, "user id")
+    assert err["code"] == "invalid_value"
+    items = [{"query": "hi", field: user}, {"query": "hi", "user": 0}]
+    batch = client.post("/v1/route", json={"requests": items})
+    results = batch.json()["results"]
+    assert results[0]["status"] == 422 and results[0]["error"]["param"] == f"requests[0].{field}"
+    assert results[1]["model_name"] in router.llms
+    if field == "user":
+        assert_error(client.post("/v1/chat/completions", json=chat(user)), 422, "user", "user id")
+    fb = {field: user, "query": "hi", "llm": router.llms[0], "outcome": 1.0}
+    assert_error(client.post("/v1/feedback", json=fb), 422, field, "user id")
+    assert_error(client.post("/v1/users", json={field: user}), 422, field, "user id")
+
+
+def test_chat_forwards_unknown_fields_as_sent(client, stub):
+    """OpenAI's other fields (and any unknown one) reach the upstream unchanged; only
+    ``model`` (the upstream's name) and proute's ``task`` differ."""
+    body = chat(" 0 ", "Hi", temperature=0.25, max_tokens=7, x_vendor={"a": [1, 2]}, task=None)
+    resp = client.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 200, resp.text
+    sent = stub.server.config.app.state.calls[-1]["body"]
+    expected = {k: v for k, v in body.items() if k != "task"}
+    assert sent == {**expected, "model": sent["model"]} and sent["user"] == " 0 "
+
+
 def test_unknown_route_is_openai_style(client):
     assert_error(client.get("/v1/nothing"), 404)
 
@@ -325,9 +341,9 @@ def test_upstream_failures_are_502_naming_it(client, content, code, contains):
 
 
 def test_unreachable_upstream_is_502(router, tmp_path):
-    dead = write_upstreams(tmp_path / "u.yaml", f"http://127.0.0.1:{loadtest.free_port()}/v1", router.llms)
+    dead = write_upstreams(tmp_path / "u.yaml", f"http://127.0.0.1:{free_port()}/v1", router.llms)
     app = create_app(router, load_upstreams(dead, router.llms), unknown_user="error", warmup=False)
-    with loadtest.ServerThread(app) as s:
+    with ServerThread(app) as s:
         resp = httpx.post(s.url + "/v1/chat/completions", json=chat(), timeout=30)
     assert_error(resp, 502, None, "request failed (ConnectError")
 
@@ -343,7 +359,7 @@ def test_stream_broken_midway_ends_with_an_error_event(client):
 
 def test_no_upstreams_is_503_and_route_still_works(router):
     app = create_app(router, None, unknown_user="error", warmup=False)
-    with loadtest.ServerThread(app) as s:
+    with ServerThread(app) as s:
         assert_error(
             httpx.post(s.url + "/v1/chat/completions", json=chat(), timeout=30), 503, None, "--upstreams"
         )
@@ -399,7 +415,7 @@ def test_concurrent_requests_share_route_batch_calls(router_dir):
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             return await asyncio.gather(*(http.post("/v1/route", json=b) for b in bodies))
 
-    with loadtest.ServerThread(app) as s:
+    with ServerThread(app) as s:
         calls.clear()  # the warm-up encodes without routing
         responses = asyncio.run(main(s.url))
         stats = httpx.get(s.url + "/health").json()["batching"]
@@ -441,7 +457,7 @@ def test_router_calls_run_on_one_thread(router_dir):
                 *(http.post("/v1/route", json={"query": f"q {i}", "user": 0}) for i in range(24))
             )
 
-    with loadtest.ServerThread(app) as s:
+    with ServerThread(app) as s:
         assert all(r.status_code == 200 for r in asyncio.run(main(s.url)))
     assert max(overlaps) == 1 and len(overlaps) >= 6
 
@@ -450,7 +466,7 @@ def test_router_calls_run_on_one_thread(router_dir):
 def test_feedback_and_new_users_without_support_are_501(router):
     app = create_app(Bare(router), None, warmup=False)
     assert app.state.policy == "error"  # no policy in the router: the old behaviour
-    with loadtest.ServerThread(app) as s:
+    with ServerThread(app) as s:
         fb = {"user": 0, "query": "hi", "llm": router.llms[0], "outcome": 1.0}
         assert_error(
             httpx.post(s.url + "/v1/feedback", json=fb), 501, None, "not available in this router version"
@@ -479,7 +495,7 @@ def test_feedback_and_add_user(router_dir):
         pytest.skip("this router version has no feedback/add_user")
     app = create_app(router, None, unknown_user="error", warmup=False)
     llm = router.llms[0]
-    with loadtest.ServerThread(app) as s, httpx.Client(base_url=s.url, timeout=60) as c:
+    with ServerThread(app) as s, httpx.Client(base_url=s.url, timeout=60) as c:
         assert_error(c.post("/v1/route", json={"query": "hi", "user": "newcomer"}), 404, "user")
         interactions = [{"query": "What is 2 + 2?", "llm": llm, "performance": 1.0, "cost": 0.001}]
         added = c.post("/v1/users", json={"user": "newcomer", "interactions": interactions})
@@ -513,7 +529,7 @@ def test_average_policy_routes_unknown_users(router_dir):
         pytest.skip(f"the router's average-user routing fails in-process ({type(exc).__name__}: {exc})")
     app = create_app(router, None, warmup=False)  # the server's default: average
     assert app.state.policy == "average" and router.unknown_user == "average"
-    with loadtest.ServerThread(app) as s:
+    with ServerThread(app) as s:
         resp = httpx.post(s.url + "/v1/route", json={"query": "hi", "user": "stranger"}, timeout=60)
     assert resp.status_code == 200, resp.text
     assert resp.json()["model_name"] in router.llms

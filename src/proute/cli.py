@@ -112,6 +112,7 @@ def _call_upstreams(upstreams: dict, routed: list[dict], requests: list[dict]) -
 
 def infer(args: argparse.Namespace) -> int:
     from proute.router import PersonalizedRouter
+    from proute.serving.user_ids import text_user_id
 
     if args.output is not None and not args.file:
         raise SystemExit("proute infer: --output goes with --file")
@@ -126,7 +127,7 @@ def infer(args: argparse.Namespace) -> int:
                 raise _fail(f"{args.file}, line {n}", error.args[0])
         requests = [request for _, request in numbered]
     elif args.query is not None and args.user is not None:
-        user = int(args.user) if args.user.lstrip("-").isdigit() else args.user
+        user = text_user_id(args.user, "--user")  # the chat page's reading: "007" is not user 7
         requests = [{"query": args.query, "user_id": user, "task": args.task}]
         router = PersonalizedRouter.load(args.router)
         error = router.request_error(requests[0])

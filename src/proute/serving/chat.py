@@ -19,21 +19,12 @@ import threading
 from typing import Any
 
 from proute.serving.upstreams import UpstreamError, answer_text, complete, message_text
+from proute.serving.user_ids import text_user_id
 
 API_NAME = "respond"
 
 
-def _user_id(text: Any) -> Any:
-    """The typed user id: an int when the text is one as ``str(int)`` writes it (``"7"``,
-    ``"-1"``), else the text (``"alice"``, and ``"007"``, which is not user 7)."""
-    text = str(text if text is not None else "").strip()
-    try:
-        return int(text) if str(int(text)) == text else text
-    except ValueError:
-        return text
-
-
-def _history_messages(history: list) -> list[dict[str, str]]:
+def _history_messages(history: list | None) -> list[dict[str, str]]:
     """The Chatbot's history as OpenAI chat messages (text only)."""
     out = []
     for m in history or []:
@@ -56,7 +47,7 @@ def make_responder(router, upstreams: dict | None = None, lock: threading.Lock |
 
     def respond(user_id: Any, message: str, history: list | None):
         previous = _history_messages(history)
-        user = _user_id(user_id)
+        user = text_user_id(user_id, "user id")  # "7" is user 7; "007" is not
         request = {"query": message, "user_id": user}
         with lock:  # one routing at a time: state that feedback may change is not read mid-update
             error = router.request_error(request)

@@ -1,0 +1,34 @@
+"""``POST /v1/route``: route only. ``{"query", "user" | "user_id"[, "task"][, "explore"]}``
+answers one decision; ``{"requests": [...]}`` answers ``{"results": [...]}`` in order, a
+bad item getting its own ``{"error": {...}, "status"}`` without failing the others."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from proute.serving.endpoints import ServiceDep
+from proute.serving.errors import APIError
+from proute.serving.schemas import RouteBatchRequest, RouteDecision, RouteRequest, RouteResults
+from proute.serving.service import Service, json_object, validated
+
+router = APIRouter()
+
+
+async def _item(service: Service, i: int, item: Any) -> dict[str, Any]:
+    try:
+        return await service.route(validated(RouteRequest, item))
+    except APIError as err:
+        err = err.within(f"requests[{i}]")
+        return {**err.body(), "status": err.status}
+
+
+@router.post("/v1/route", response_model=RouteDecision | RouteResults)
+async def route(request: Request, service: ServiceDep):
+    body = json_object(await request.body())
+    if "requests" not in body:
+        return await service.route(validated(RouteRequest, body))
+    items = validated(RouteBatchRequest, body).requests
+    return {"results": list(await asyncio.gather(*(_item(service, i, x) for i, x in enumerate(items))))}

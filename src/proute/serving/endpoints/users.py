@@ -1,0 +1,46 @@
+"""``POST /v1/feedback`` (``router.feedback(user, query, llm, outcome)``) and ``POST
+/v1/users`` (``router.add_user(user, interactions)``); 501 when the loaded router version
+has neither."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from proute.serving.endpoints import ServiceDep
+from proute.serving.errors import APIError
+from proute.serving.schemas import AddUserRequest, AddUserResponse, FeedbackRequest, FeedbackResponse
+from proute.serving.service import json_object, validated
+
+router = APIRouter()
+
+
+@router.post("/v1/feedback", response_model=FeedbackResponse, response_model_exclude_unset=True)
+async def feedback(request: Request, service: ServiceDep):
+    raw = json_object(await request.body())
+    fn = service.needs("feedback")
+    body = validated(FeedbackRequest, raw, llms=list(service.router.llms))
+    user, llm = body.the_user, body.the_llm
+    result = await service.call(fn, user, body.query, llm, body.outcome, user_field=body.user_field)
+    out: dict[str, Any] = {"status": "ok", "user_id": user, "llm": llm}
+    if isinstance(result, dict):
+        out["result"] = result
+    return out
+
+
+@router.post("/v1/users", response_model=AddUserResponse, response_model_exclude_unset=True)
+async def add_user(request: Request, service: ServiceDep):
+    raw = json_object(await request.body())
+    fn = service.needs("add_user")
+    body = validated(AddUserRequest, raw)
+    try:
+        result = await service.call(fn, body.the_user, body.interactions, user_field=body.user_field)
+    except APIError as err:
+        if err.status == 404:  # a user the router cannot place is a bad value here
+            err.status = 422
+        raise
+    out: dict[str, Any] = {"status": "ok", "user_id": body.the_user, "interactions": len(body.interactions)}
+    if isinstance(result, dict):
+        out["result"] = result
+    return out
