@@ -76,10 +76,6 @@ KNOWN_OFFENDERS = {
     "src/proute/cli.py function main",
     "src/proute/evaluation/analysis.py module analysis.py",
     "src/proute/evaluation/analysis.py function plot_cost_quality",
-    "src/proute/serving/app.py module app.py",
-    "src/proute/serving/app.py function create_app",
-    "src/proute/serving/app.py function chat_completions",
-    "scripts/loadtest.py",
     "scripts/new_users.py",
 }
 
