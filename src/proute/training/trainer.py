@@ -177,14 +177,21 @@ class Trainer:
             return self._fit(model, rg, masking, generator, on_epoch, quiet, run_dir, resume, seed)
         # One thread and deterministic kernels: the summation order of every reduction is
         # fixed, so the same seed gives the same numbers run after run. Restored afterwards.
+        # DGL's kernels run on an OpenMP pool of their own, which torch's setting does not
+        # always reach: once transformers is imported (a cold embedding cache loads the text
+        # encoder) it ran on every core, and the first epoch's loss moved in the 4th digit.
+        dgl_utils = import_dgl().utils
         threads, was = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+        dgl_threads = dgl_utils.get_num_threads()
         torch.use_deterministic_algorithms(True)
         torch.set_num_threads(1)
+        dgl_utils.set_num_threads(1)
         try:
             return self._fit(model, rg, masking, generator, on_epoch, quiet, run_dir, resume, seed)
         finally:
             torch.use_deterministic_algorithms(was)
             torch.set_num_threads(threads)
+            dgl_utils.set_num_threads(dgl_threads)
 
     def _fit(self, model, rg, masking, generator, on_epoch, quiet, run_dir, resume, seed):
         from tqdm.auto import tqdm
