@@ -1,0 +1,126 @@
+"""Figures of a run: cost vs quality per user, heat maps, per-user bars.
+
+matplotlib is imported inside each function (nothing at import time); each returns the
+figure and saves it to ``path`` when given.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+
+from proute.evaluation.aiq import LLM_FRONTIER, _panel_aiqs, frontier
+
+
+def plot_cost_quality(
+    points: pd.DataFrame,
+    title: str = "test split: cost vs quality per user",
+    ncols: int = 3,
+    path: str | os.PathLike | None = None,
+    log_cost: bool = False,
+):
+    """One figure, a panel per user: routers as markers, the single LLMs as grey dots with
+    their non-decreasing convex hull frontier as a line, the oracle as a star.
+
+    The legend gives the AIQs of :func:`proute.evaluation.aiq.aiq_table`: the single LLMs'
+    frontier, and for each router the frontier of the LLMs plus that router. Saves to
+    ``path`` when given. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    users = list(dict.fromkeys(points["user_id"]))
+    ncols = max(1, min(ncols, len(users)))
+    nrows = math.ceil(len(users) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    routers = list(dict.fromkeys(points.loc[points["kind"] == "router", "name"]))
+    styles = {r: (m, f"C{i}") for i, (r, m) in enumerate(zip(routers, "os^Dvp<>hX" * 3, strict=False))}
+    for ax, user in zip(axes.flat, users, strict=False):
+        _cost_quality_panel(ax, points[points["user_id"] == user], styles)
+        if log_cost:
+            ax.set_xscale("log")
+        ax.set_title(f"user {user}", fontsize=10)
+        ax.set_xlabel("mean cost per query")
+        ax.set_ylabel("mean performance")
+        ax.legend(fontsize=6.5, loc="lower right")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(users) :]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def _cost_quality_panel(ax, pts: pd.DataFrame, styles: dict[str, tuple[str, str]]) -> None:
+    """One user's points on ``ax``: the single LLMs and their frontier, each router with its
+    ``styles[name]`` (marker, colour), the oracle."""
+    llm = pts[pts["kind"] == "llm"]
+    aiqs = _panel_aiqs(pts)
+    if len(llm):
+        hull = frontier(llm[["cost", "performance"]])
+        xs = np.append(hull[:, 0], pts["cost"].max())
+        ys = np.append(hull[:, 1], hull[-1, 1])
+        ax.scatter(llm["cost"], llm["performance"], c="0.6", s=18, zorder=2)
+        ax.plot(xs, ys, c="0.4", lw=1.2, label=f"{LLM_FRONTIER} (AIQ {aiqs[LLM_FRONTIER]:.3f})")
+    for _, r in pts[pts["kind"] == "router"].iterrows():
+        marker, color = styles[r["name"]]
+        label = f"{r['name']} (AIQ {aiqs[r['name']]:.3f})"
+        ax.scatter(r["cost"], r["performance"], marker=marker, color=color, s=46, zorder=3, label=label)
+    for _, r in pts[pts["kind"] == "oracle"].iterrows():
+        ax.scatter(
+            r["cost"], r["performance"], marker="*", c="gold", edgecolors="k", s=140, zorder=4, label="oracle"
+        )
+
+
+def plot_heatmap(frame: pd.DataFrame, title: str, path: str | os.PathLike | None = None, fmt: str = "{:.2f}"):
+    """A heat map of a numeric frame (rows × columns) with the values written in the cells."""
+    import matplotlib.pyplot as plt
+
+    values = frame.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * values.shape[1], 1.4 + 0.4 * values.shape[0]))
+    im = ax.imshow(values, aspect="auto", cmap="viridis")
+    ax.set_xticks(
+        range(values.shape[1]), [str(c) for c in frame.columns], rotation=40, ha="right", fontsize=8
+    )
+    ax.set_yticks(range(values.shape[0]), [str(i) for i in frame.index], fontsize=8)
+    ax.set_xlabel(frame.columns.name or "")
+    ax.set_ylabel(frame.index.name or "")
+    finite = values[np.isfinite(values)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="k" if v > mid else "w")
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    ax.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_per_user(table: pd.DataFrame, ylabel: str, title: str, path: str | os.PathLike | None = None):
+    """Grouped bars of a user × router table (:func:`per_user_table`)."""
+    import matplotlib.pyplot as plt
+
+    n_users, n_routers = table.shape
+    x = np.arange(n_users)
+    width = 0.8 / max(1, n_routers)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * n_users * max(1, n_routers) / 3 + 3), 3.6))
+    for i, name in enumerate(table.columns):
+        ax.bar(
+            x + (i - (n_routers - 1) / 2) * width, table[name].to_numpy(dtype=float), width, label=str(name)
+        )
+    ax.set_xticks(x, [str(u) for u in table.index])
+    ax.set_xlabel("user")
+    ax.set_ylabel(ylabel)
+    ax.axhline(0, c="k", lw=0.6)
+    ax.legend(fontsize=8, ncol=min(5, n_routers), loc="upper left", bbox_to_anchor=(0, -0.18), frameon=False)
+    ax.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
