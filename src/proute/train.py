@@ -3,7 +3,8 @@
 compose → data → graph → model → fit (early stopping on val) → test once → export.
 Writes to the Hydra run directory: ``config.yaml`` (resolved), ``environment.json`` (git
 revision, library versions), ``metrics.json`` (val and test; overall, per user, per task;
-baselines), ``history.csv``, ``per_user.csv``, ``per_user.png`` and ``router/``.
+baselines), ``history.csv``, ``learning_curve.png``, ``per_user.csv``, ``per_user.png`` and
+``router/``.
 Returns the flat metric dict (the sweeper sees it); with ``optimized_metric`` set, that
 one value.
 """

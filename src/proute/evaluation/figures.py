@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -124,3 +126,58 @@ def plot_per_user(table: pd.DataFrame, ylabel: str, title: str, path: str | os.P
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
+
+
+LEARNING_CURVE_FILE = "learning_curve.png"
+_CURVES = (("train/loss", "train loss"), ("val/reward", "validation reward"))
+
+
+def plot_learning_curve(
+    history: Sequence[Mapping[str, Any]] | pd.DataFrame,
+    best_epoch: int | None = None,
+    path: str | os.PathLike | None = None,
+    title: str = "learning curve",
+):
+    """Train loss and validation reward per epoch (rows of ``history.csv``: ``epoch``,
+    ``train/loss``, ``val/reward``), side by side; ``best_epoch`` (the selected checkpoint)
+    as a dashed line. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    frame = pd.DataFrame(history)
+    missing = [c for c in ["epoch", *(c for c, _ in _CURVES)] if c not in frame.columns]
+    if missing or frame.empty:
+        raise ValueError(
+            f"history: expected columns {['epoch', *(c for c, _ in _CURVES)]} and at least one "
+            f"epoch; got {len(frame)} rows, missing {missing}"
+        )
+    fig, axes = plt.subplots(1, len(_CURVES), figsize=(9.0, 3.4), squeeze=False)
+    for ax, (col, label) in zip(axes.flat, _CURVES, strict=True):
+        ax.plot(frame["epoch"], frame[col], marker="o" if len(frame) <= 40 else None, ms=3, c="C0")
+        if best_epoch is not None and best_epoch >= 0:
+            ax.axvline(best_epoch, ls="--", c="0.5", lw=1, label=f"best epoch ({best_epoch})")
+            ax.legend(fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def write_learning_curve(
+    run_dir: str | os.PathLike, history: Sequence[Mapping[str, Any]], best_epoch=None
+) -> Path:
+    """``learning_curve.png`` of a run (:func:`plot_learning_curve`) into ``run_dir``, drawn
+    without a display (the Agg backend); the figure is closed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(run_dir) / LEARNING_CURVE_FILE
+    plt.close(plot_learning_curve(history, best_epoch, path, title=f"learning curve: {Path(run_dir).name}"))
+    return path

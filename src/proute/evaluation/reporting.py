@@ -1,4 +1,4 @@
-"""Run outputs: metrics.json, per-user tables and plots, and their W&B counterparts."""
+"""Run outputs: metrics.json, per-user tables and plots, the learning curve, and their W&B counterparts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from proute.evaluation.figures import write_learning_curve
 from proute.evaluation.metrics import per_user_frame
 
 
@@ -105,6 +106,7 @@ def write_run_report(
             }
     _atomic_text(run_dir / "metrics.json", json.dumps(report, indent=2, default=float))
     write_history(run_dir, history)
+    write_learning_curve(run_dir, history, timing.get("best_epoch"))
     per_user = per_user_frame(test)
     per_user.to_csv(run_dir / "per_user.csv", index=False)
     test["picks"].to_csv(run_dir / "test_picks.csv", index=False)
