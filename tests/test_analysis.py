@@ -291,3 +291,58 @@ def test_only_lookup_table_baselines_are_refitted(outcomes):
             assert analysis.refittable([name]) == []
             with pytest.raises(ValueError, match="cannot be refitted"):
                 analysis.baseline_picks(outcomes.assign(split="test"), outcomes, ["cheap", "strong"], [name])
+
+
+def test_reference_baseline_is_the_per_user_task_table_else_the_best_baseline():
+    def block(reward, **extra):
+        return {"overall": {"reward": reward}, "per_user": {}, **extra}
+
+    metrics = {
+        "test": block(0.3),
+        "baselines": {
+            "test": {
+                "per_user": block(0.2),
+                "per_user_task": block(0.25),
+                "knn": block(0.28),
+                "oracle": block(0.9, upper_bound=True),
+            }
+        },
+    }
+    assert analysis.reference_baseline(metrics) == "per_user_task"
+    del metrics["baselines"]["test"]["per_user_task"]
+    assert analysis.reference_baseline(metrics) == "knn"  # the oracle is an upper bound, not a method
+    assert analysis.reference_baseline({"test": block(0.3)}) is None
+
+
+def test_user_labels_name_each_users_preference(tmp_path):
+    profiles = [
+        {"user_id": 3, "preference": 0.8},
+        {"user_id": 4, "archetype": "noisy", "preference": 0.4312, "family": "", "task_preferences": {}},
+        {"user_id": 5, "archetype": "family_loyal", "preference": 0.61, "family": "qwen"},
+        {"user_id": 6, "archetype": "task_specialist", "preference": 0.5, "task_preferences": {"a": 0.1}},
+    ]
+    assert analysis.user_labels(profiles) == {
+        "3": "u3 (perf 0.8)",
+        "4": "u4 (noisy, perf 0.43)",
+        "5": "u5 (loyal to qwen, perf 0.61)",
+        "6": "u6 (per-task)",
+    }
+    assert analysis.load_user_labels(tmp_path) == {}  # the data's own users: bare ids
+    (tmp_path / analysis.USERS_FILE).write_text(json.dumps(profiles[:1]))
+    assert analysis.load_user_labels(tmp_path) == {"3": "u3 (perf 0.8)"}
+
+
+def test_per_user_dots_zoom_to_the_data_and_name_users():
+    from proute.evaluation.figures import plot_run_per_user, zoomed_limits
+
+    assert zoomed_limits([0.6, 0.9]) == pytest.approx((0.555, 0.945))
+    assert zoomed_limits([0.5, 0.5]) == pytest.approx((0.4675, 0.5325))  # at least min_span wide
+    gnn = pd.DataFrame({"user_id": [0, 1], "accuracy": [0.6, 0.9], "reward_ratio": [0.7, 0.8]})
+    base = pd.DataFrame({"user_id": ["1", "0"], "accuracy": [0.85, 0.65], "reward_ratio": [0.75, 0.72]})
+    fig = plot_run_per_user(gnn, base, "per_user_task", {"0": "u0 (perf 0.2)", "1": "u1 (perf 1.0)"})
+    acc = fig.axes[0]
+    assert acc.get_ylim()[0] > 0.5 and acc.get_ylim()[1] < 1.0
+    assert [t.get_text() for t in acc.get_xticklabels()] == ["u0 (perf 0.2)", "u1 (perf 1.0)"]
+    gnn_pts, base_pts = (c.get_offsets()[:, 1] for c in acc.collections[1:])
+    assert list(gnn_pts) == [0.6, 0.9] and list(base_pts) == [0.65, 0.85]  # aligned by user, not row
+    plt.close(fig)

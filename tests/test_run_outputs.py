@@ -53,3 +53,38 @@ def test_learning_curve_draws_each_epochs_loss_and_validation_reward():
     plt.close(fig)
     with pytest.raises(ValueError, match=r"missing \['val/reward'\]"):
         plot_learning_curve([{"epoch": 0, "train/loss": 1.0}])
+
+
+def test_per_user_png_shows_the_gnn_against_the_per_user_task_table_by_preference(
+    run_dir, tmp_path, monkeypatch
+):
+    """The run's per_user.png: the GNN beside the per-(user, task) table baseline (not the
+    best fixed LLM per user), users named by their preference, axes zoomed to the data."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from proute.evaluation import reporting
+
+    profiles = json.loads((run_dir / "user_profiles.json").read_text())
+    assert [p["preference"] for p in profiles] == pytest.approx([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert (run_dir / "per_user.png").stat().st_size > 5000
+    drawn = []
+    draw = reporting.plot_run_per_user
+    monkeypatch.setattr(reporting, "plot_run_per_user", lambda *a: drawn.append(draw(*a)) or drawn[-1])
+    report = json.loads((run_dir / "metrics.json").read_text())
+    per_user = pd.read_csv(run_dir / "per_user.csv")
+    reporting._write_per_user_figure(tmp_path, per_user, report, profiles)
+
+    (fig,) = drawn
+    axes = fig.axes
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["GNN", "per_user_task"]
+    ticks = [t.get_text() for t in axes[0].get_xticklabels()]
+    assert ticks[0] == "u0 (perf 0.2)" and ticks[-1] == "u8 (perf 1.0)" and len(ticks) == 9
+    for ax, col in zip(axes, ("accuracy", "reward_ratio"), strict=True):
+        task = pd.DataFrame(report["baselines"]["test"]["per_user_task"]["per_user"]).T[col]
+        values = pd.concat([per_user[col], task.astype(float)])
+        lo, hi = ax.get_ylim()
+        assert lo <= values.min() and hi >= values.max()
+        assert hi - lo < 1.5 * max(values.max() - values.min(), 0.05) + 1e-9  # zoomed, not 0..1
+    plt.close(fig)

@@ -131,7 +131,10 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
         timing.update({f"data_{k}_seconds": v for k, v in prepared.timings.items()})
         router = export_router(model, rg, prepared, cfg, env)
         live = live_protocol(router, rg, prepared)
-        report = write_run_report(run_dir, val, test, baselines, history, timing, n_params, logger, live=live)
+        users = prepared.data.meta.get("user_profiles")  # who the simulated users are, if simulated
+        report = write_run_report(
+            run_dir, val, test, baselines, history, timing, n_params, logger, live, users
+        )
         write_test_outcomes(run_dir, prepared.table, baselines)
         if cfg.export_router:
             router.save(run_dir / "router")

@@ -29,6 +29,7 @@ from proute.evaluation.outcomes import (
     disagreements,
     oracle_picks,
     per_user_table,
+    reference_baseline,
     refittable,
     router_points_from_metrics,
 )
@@ -37,6 +38,7 @@ from proute.evaluation.runs import (
     OUTCOMES_FILE,
     QUERIES_FILE,
     RUN_ROOTS,
+    USERS_FILE,
     latest_run_dir,
     load_baseline_picks,
     load_metrics,
@@ -44,7 +46,10 @@ from proute.evaluation.runs import (
     load_queries,
     load_table,
     load_test_outcomes,
+    load_user_labels,
     resolve_run_dir,
+    user_label,
+    user_labels,
 )
 from proute.evaluation.stats import BootstrapResult, format_mean_std, mean_std_over_seeds, paired_bootstrap
 
@@ -56,6 +61,7 @@ __all__ = [
     "OUTCOMES_FILE",
     "QUERIES_FILE",
     "RUN_ROOTS",
+    "USERS_FILE",
     "BootstrapResult",
     "aiq",
     "aiq_table",
@@ -74,14 +80,18 @@ __all__ = [
     "load_queries",
     "load_table",
     "load_test_outcomes",
+    "load_user_labels",
     "mean_std_over_seeds",
     "oracle_picks",
     "paired_bootstrap",
     "per_user_table",
+    "reference_baseline",
     "plot_cost_quality",
     "plot_heatmap",
     "plot_per_user",
     "refittable",
     "resolve_run_dir",
     "router_points_from_metrics",
+    "user_label",
+    "user_labels",
 ]

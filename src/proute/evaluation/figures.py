@@ -16,6 +16,79 @@ import pandas as pd
 
 from proute.evaluation.aiq import LLM_FRONTIER, _panel_aiqs, frontier
 
+#: Colours for methods (matplotlib's tab20, dark shades first, greys left out: the single LLMs
+#: are grey); the GNN takes the first, the oracle its own gold star.
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+)  # fmt: skip
+MARKERS = "os^DvPXp<>hd8H"  # no "*": the oracle's
+ORACLE_STYLE = ("*", "gold")
+MAX_USER_TICKS = 40  # per-user figures label each user up to this many users
+
+
+def method_styles(names: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """``{name: (marker, colour)}``, a different marker and a different colour for each of up
+    to len(MARKERS) methods (and a different pair up to len(PALETTE)), in the order given;
+    ``"oracle"`` is always the gold star."""
+    out, i = {}, 0
+    for name in dict.fromkeys(names):
+        if name == "oracle":
+            out[name] = ORACLE_STYLE
+            continue
+        out[name] = (MARKERS[i % len(MARKERS)], PALETTE[i % len(PALETTE)])
+        i += 1
+    return out
+
+
+def zoomed_limits(values, pad: float = 0.15, min_span: float = 0.05) -> tuple[float, float]:
+    """Axis limits around the finite ``values`` (at least ``min_span`` wide, ``pad`` of the
+    span added each side), so that small differences between methods show; (0, 1) when
+    none is finite."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return (0.0, 1.0)
+    lo, hi = float(v.min()), float(v.max())
+    span = max(hi - lo, min_span)
+    mid = (lo + hi) / 2
+    lo, hi = min(lo, mid - span / 2), max(hi, mid + span / 2)
+    return (lo - pad * span, hi + pad * span)
+
+
+def _user_dots(ax, table: pd.DataFrame, labels: Mapping[str, str] | None = None) -> None:
+    """Per user (rows of ``table``) a marker per method (columns), side by side, joined by
+    grey lines; the value axis zoomed to the data (:func:`zoomed_limits`)."""
+    values = table.to_numpy(dtype=float)
+    n, k = values.shape
+    x = np.arange(n)
+    offsets = (np.arange(k) - (k - 1) / 2) * min(0.18, 0.6 / max(1, k))
+    from matplotlib.collections import LineCollection
+
+    xs = x[:, None] + offsets[None, :]
+    segments = [np.column_stack([xs[i], values[i]])[np.isfinite(values[i])] for i in range(n)]
+    ax.add_collection(LineCollection(segments, colors="0.8", linewidths=1.5, zorder=1))
+    styles = method_styles([str(c) for c in table.columns])
+    for j, col in enumerate(table.columns):
+        marker, color = styles[str(col)]
+        size = 80 if marker == "*" else 32
+        ax.scatter(x + offsets[j], values[:, j], marker=marker, color=color, s=size, zorder=3, label=str(col))
+    ax.set_ylim(*zoomed_limits(values))
+    ax.set_xlim(-0.6, n - 0.4)
+    if n <= MAX_USER_TICKS:
+        names = [(labels or {}).get(str(u), str(u)) for u in table.index]
+        long = max((len(t) for t in names), default=0) > 4
+        ax.set_xticks(x, names, rotation=35 if long else 0, ha="right" if long else "center", fontsize=8)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{n} users")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def per_user_width(n_users: int, panels: int = 1) -> float:
+    """Figure width in inches for ``panels`` per-user panels side by side (capped at 16)."""
+    return float(min(16.0, max(6.0, panels * (0.45 * min(n_users, MAX_USER_TICKS) + 2.5))))
+
 
 def plot_cost_quality(
     points: pd.DataFrame,
@@ -181,3 +254,38 @@ def write_learning_curve(
     path = Path(run_dir) / LEARNING_CURVE_FILE
     plt.close(plot_learning_curve(history, best_epoch, path, title=f"learning curve: {Path(run_dir).name}"))
     return path
+
+
+RUN_PANELS = (("accuracy", "routing accuracy"), ("reward_ratio", "reward / oracle reward"))
+
+
+def plot_run_per_user(
+    gnn: pd.DataFrame,
+    baseline: pd.DataFrame | None = None,
+    baseline_name: str = "baseline",
+    labels: Mapping[str, str] | None = None,
+    title: str = "test split, per user",
+    path: str | os.PathLike | None = None,
+):
+    """A run's ``per_user.png``: routing accuracy and reward / oracle reward per user, the
+    GNN beside a baseline (rows of :func:`proute.evaluation.metrics.per_user_frame`), each
+    axis zoomed to the data; users named by ``labels`` (e.g. ``"u3 (perf 0.8)"``,
+    :func:`proute.evaluation.runs.user_labels`). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    users = gnn["user_id"].astype(str).tolist()
+    other = None if baseline is None else baseline.assign(user_id=baseline["user_id"].astype(str))
+    fig, axes = plt.subplots(1, len(RUN_PANELS), figsize=(per_user_width(len(users), 2), 4.2), squeeze=False)
+    for ax, (col, ylabel) in zip(axes.flat, RUN_PANELS, strict=True):
+        table = pd.DataFrame({"GNN": gnn[col].to_numpy(dtype=float)}, index=users)
+        if other is not None:
+            table[baseline_name] = other.set_index("user_id")[col].reindex(users).to_numpy(dtype=float)
+        _user_dots(ax, table, labels)
+        ax.set_ylabel(ylabel)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig

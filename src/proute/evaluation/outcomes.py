@@ -253,3 +253,19 @@ def disagreements(picks: pd.DataFrame, limit: int | None = 5) -> pd.DataFrame:
     return (
         rows.sort_values(["_order", "user_id"], kind="stable").drop(columns="_order").reset_index(drop=True)
     )
+
+
+REFERENCE_BASELINE = "per_user_task"
+
+
+def reference_baseline(metrics: Mapping[str, Any], split: str = "test") -> str | None:
+    """The baseline a figure shows the GNN against: ``per_user_task`` (the best LLM per
+    (user, task) on train, the level a well-built router reaches on the paper's users,
+    docs/DESIGN.md) when the run evaluated it, else the baseline with the best overall
+    ``split`` reward (upper bounds left out); ``None`` without baselines."""
+    blocks = {n: b for n, b in _router_blocks(metrics, split, upper_bounds=False).items() if n != GNN}
+    if REFERENCE_BASELINE in blocks:
+        return REFERENCE_BASELINE
+    if not blocks:
+        return None
+    return max(blocks, key=lambda n: float(blocks[n]["overall"]["reward"]))

@@ -16,7 +16,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -25,6 +25,7 @@ from proute.evaluation.outcomes import baseline_picks, check_picks_in_outcomes, 
 OUTCOMES_FILE = "test_outcomes.parquet"
 QUERIES_FILE = "test_queries.parquet"
 BASELINE_PICKS_FILE = "test_baseline_picks.csv"
+USERS_FILE = "user_profiles.json"  # the simulated users' profiles (preferences), when simulated
 # make reproduce (scripts/study.py) writes <setting>/seed<k>; python -m proute.train writes runs/<time>
 RUN_ROOTS = ("outputs/study/default", "outputs/reproduce/runs", "outputs/train/runs")
 
@@ -168,3 +169,42 @@ def load_test_outcomes(run_dir: str | os.PathLike, table: pd.DataFrame | None = 
     out = table.loc[table["split"] == "test"].reset_index(drop=True)
     check_picks_in_outcomes(load_picks(run_dir), out, where=str(run_dir))
     return out
+
+
+def _short(p: float) -> str:
+    """0.8 -> "0.8", 1.0 -> "1.0", 0.5734 -> "0.57"."""
+    text = f"{p:.2f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+def user_label(profile: Mapping[str, Any]) -> str:
+    """A user's name for figures from the simulator's profile
+    (:meth:`proute.data.users.UserSimulator.user_profiles`): ``"u3 (perf 0.8)"`` for a
+    cost-efficiency user (``preference``: the weight on performance against cost),
+    ``"u5 (noisy, perf 0.43)"``, ``"u2 (loyal to qwen, perf 0.61)"``, ``"u0 (per-task)"``."""
+    uid = profile["user_id"]
+    name = f"u{uid}" if isinstance(uid, int) or str(uid).isdigit() else str(uid)
+    kind = profile.get("archetype") or "cost_efficiency"
+    pref = profile.get("preference")
+    perf = f"perf {_short(float(pref))}" if pref is not None and kind != "task_specialist" else ""
+    what = {
+        "cost_efficiency": [perf],
+        "noisy": ["noisy", perf],
+        "family_loyal": [f"loyal to {profile.get('family', '?')}", perf],
+        "task_specialist": ["per-task"],
+    }.get(kind, [str(kind), perf])
+    inner = ", ".join(w for w in what if w)
+    return f"{name} ({inner})" if inner else name
+
+
+def user_labels(profiles: Sequence[Mapping[str, Any]] | None) -> dict[str, str]:
+    """``{user_id (text): label}`` (:func:`user_label`) for the profile records of a run's
+    data (``RoutingData.meta["user_profiles"]``); ``{}`` when the data brought its own users."""
+    return {str(p["user_id"]): user_label(p) for p in profiles or ()}
+
+
+def load_user_labels(run_dir: str | os.PathLike) -> dict[str, str]:
+    """:func:`user_labels` of the run's ``user_profiles.json`` (``{}`` when it has none: the
+    data's own users, or a run from before the file)."""
+    path = Path(run_dir) / USERS_FILE
+    return user_labels(json.loads(path.read_text())) if path.is_file() else {}
