@@ -200,8 +200,9 @@ def test_router_points_tables_and_plots(outcomes, tmp_path):
 
     fig = analysis.plot_cost_quality(pts, ncols=2, path=tmp_path / "cq.png")
     assert (tmp_path / "cq.png").stat().st_size > 0
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert any(t.startswith("single LLMs (AIQ 0.750)") for t in legend) and "oracle" in legend
+    assert fig.axes[0].get_title() == "user 0\nAIQ: single LLMs 0.750, gnn 0.750"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["single LLM", "single LLMs: frontier", "gnn", "per_user", "oracle"]
     plt.close(fig)
     fig = analysis.plot_per_user(table, "reward", "t", tmp_path / "pu.png")
     plt.close(fig)
@@ -346,3 +347,47 @@ def test_per_user_dots_zoom_to_the_data_and_name_users():
     gnn_pts, base_pts = (c.get_offsets()[:, 1] for c in acc.collections[1:])
     assert list(gnn_pts) == [0.6, 0.9] and list(base_pts) == [0.65, 0.85]  # aligned by user, not row
     plt.close(fig)
+
+
+def _many_router_points() -> pd.DataFrame:
+    """Two users' points: three LLMs (one expensive), the oracle, and eleven routers named
+    as in a study run (the oracle baseline among them, as load_baseline_picks returns it)."""
+    names = ["gnn", "best_llm", "cheapest", "knn", "mf", "mlp", "oracle", "per_user", "per_user_task"]
+    names += ["random", "strongest"]
+    rows = []
+    for u in ("0", "1"):
+        rows += [
+            {"user_id": u, "kind": "llm", "name": n, "cost": c, "performance": p}
+            for n, c, p in (("small", 0.1, 0.4), ("mid", 0.4, 0.6), ("big", 9.0, 0.95))
+        ]
+        rows.append({"user_id": u, "kind": "oracle", "name": "oracle", "cost": 0.3, "performance": 0.9})
+        rows += [
+            {"user_id": u, "kind": "router", "name": n, "cost": 0.1 + 0.05 * i, "performance": 0.5 + 0.02 * i}
+            for i, n in enumerate(names)
+        ]
+    return pd.DataFrame(rows).assign(reward=0.0, n=1)
+
+
+def test_cost_quality_gives_every_method_its_own_style_and_one_legend_outside_the_panels():
+    from proute.evaluation.figures import method_styles
+
+    pts = _many_router_points()
+    fig = analysis.plot_cost_quality(pts, ncols=2, labels={"0": "u0 (perf 0.2)"})
+    legend = fig.legends[0]
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert len(texts) == len(set(texts)) and texts.count("oracle") == 1
+    assert {"gnn", "strongest", "per_user_task"} <= set(texts)
+    gnn, strongest = (c for c in fig.axes[0].collections if c.get_label() in ("gnn", "strongest"))
+    assert not np.array_equal(gnn.get_paths()[0].vertices, strongest.get_paths()[0].vertices)  # markers
+    assert not np.allclose(gnn.get_facecolor(), strongest.get_facecolor())
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("u0 (perf 0.2)\n") and titles[1].startswith("user 1")
+    fig.canvas.draw()  # the legend hides no point: it lies outside every panel
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent())
+    plt.close(fig)
+    styles = method_styles([n for n in pts["name"].unique() if n != "oracle"] + ["oracle"])
+    others = [v for k, v in styles.items() if k != "oracle"]
+    assert len({m for m, _ in others}) == len(others) and len({c for _, c in others}) == len(others)
+    assert styles["oracle"] == ("*", "gold") and styles["small"] == ("o", "#1f77b4")  # first gets o/blue

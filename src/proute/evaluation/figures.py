@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 
 from proute.evaluation.aiq import LLM_FRONTIER, _panel_aiqs, frontier
+from proute.evaluation.outcomes import GNN
 
-#: Colours for methods (matplotlib's tab20, dark shades first, greys left out: the single LLMs
-#: are grey); the GNN takes the first, the oracle its own gold star.
+#: Colours for methods (matplotlib's tab20, dark shades first, the pale blue last so that no
+#: early method looks like the GNN's blue; greys left out: the single LLMs are grey).
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+    "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5", "#aec7e8",
 )  # fmt: skip
 MARKERS = "os^DvPXp<>hd8H"  # no "*": the oracle's
 ORACLE_STYLE = ("*", "gold")
@@ -90,65 +91,91 @@ def per_user_width(n_users: int, panels: int = 1) -> float:
     return float(min(16.0, max(6.0, panels * (0.45 * min(n_users, MAX_USER_TICKS) + 2.5))))
 
 
+LEGEND_WIDTH = 2.6  # inches beside the panels for the cost-quality figure's one legend
+
+
 def plot_cost_quality(
     points: pd.DataFrame,
     title: str = "test split: cost vs quality per user",
     ncols: int = 3,
     path: str | os.PathLike | None = None,
     log_cost: bool = False,
+    labels: Mapping[str, str] | None = None,
 ):
-    """One figure, a panel per user: routers as markers, the single LLMs as grey dots with
-    their non-decreasing convex hull frontier as a line, the oracle as a star.
+    """One figure, a panel per user: routers as markers (each its own marker and colour,
+    :func:`method_styles`), the single LLMs as grey dots with their non-decreasing convex
+    hull frontier as a line, the oracle as a gold star.
 
-    The legend gives the AIQs of :func:`proute.evaluation.aiq.aiq_table`: the single LLMs'
-    frontier, and for each router the frontier of the LLMs plus that router. Saves to
-    ``path`` when given. Returns the figure.
+    One legend for all panels, outside them (it hides no point). Each panel's title names
+    the user (``labels``, e.g. ``"u3 (perf 0.8)"``) and the AIQs of
+    :func:`proute.evaluation.aiq.aiq_table` for the single LLMs' frontier and the GNN
+    (:func:`proute.evaluation.aiq.aiq_table` has every router's). A router named
+    ``"oracle"`` is the oracle point, drawn once. Saves to ``path`` when given. Returns the
+    figure.
     """
     import matplotlib.pyplot as plt
 
+    points = points[~((points["kind"] == "router") & (points["name"] == "oracle"))]
     users = list(dict.fromkeys(points["user_id"]))
     ncols = max(1, min(ncols, len(users)))
     nrows = math.ceil(len(users) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    width = 4.2 * ncols + LEGEND_WIDTH
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.5 * nrows), squeeze=False)
     routers = list(dict.fromkeys(points.loc[points["kind"] == "router", "name"]))
-    styles = {r: (m, f"C{i}") for i, (r, m) in enumerate(zip(routers, "os^Dvp<>hX" * 3, strict=False))}
+    styles = method_styles(sorted(routers, key=lambda r: r != GNN))  # the GNN keeps the first style
+    legend: dict[str, Any] = {}
     for ax, user in zip(axes.flat, users, strict=False):
-        _cost_quality_panel(ax, points[points["user_id"] == user], styles)
+        aiqs = _cost_quality_panel(ax, points[points["user_id"] == user], styles)
         if log_cost:
             ax.set_xscale("log")
-        ax.set_title(f"user {user}", fontsize=10)
+        else:  # per-query costs are often tiny: 2.5e-05, not 0.000025 overlapping its neighbours
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+        scores = ", ".join(f"{n} {aiqs[n]:.3f}" for n in (LLM_FRONTIER, GNN) if n in aiqs)
+        name = (labels or {}).get(str(user), f"user {user}")
+        ax.set_title(f"{name}\nAIQ: {scores}" if scores else name, fontsize=9)
         ax.set_xlabel("mean cost per query")
         ax.set_ylabel("mean performance")
-        ax.legend(fontsize=6.5, loc="lower right")
         ax.grid(alpha=0.3)
+        legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
     for ax in list(axes.flat)[len(users) :]:
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
+    right = 1 - LEGEND_WIDTH / width
+    fig.tight_layout(rect=(0, 0, right, 1))
+    fig.legend(legend.values(), legend.keys(), loc="center left", bbox_to_anchor=(right, 0.5), fontsize=8)
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
 
 
-def _cost_quality_panel(ax, pts: pd.DataFrame, styles: dict[str, tuple[str, str]]) -> None:
+def _cost_quality_panel(ax, pts: pd.DataFrame, styles: dict[str, tuple[str, str]]) -> dict[str, float]:
     """One user's points on ``ax``: the single LLMs and their frontier, each router with its
-    ``styles[name]`` (marker, colour), the oracle."""
+    ``styles[name]`` (marker, colour), the oracle; returns the panel's AIQs."""
     llm = pts[pts["kind"] == "llm"]
     aiqs = _panel_aiqs(pts)
     if len(llm):
         hull = frontier(llm[["cost", "performance"]])
         xs = np.append(hull[:, 0], pts["cost"].max())
         ys = np.append(hull[:, 1], hull[-1, 1])
-        ax.scatter(llm["cost"], llm["performance"], c="0.6", s=18, zorder=2)
-        ax.plot(xs, ys, c="0.4", lw=1.2, label=f"{LLM_FRONTIER} (AIQ {aiqs[LLM_FRONTIER]:.3f})")
+        ax.scatter(llm["cost"], llm["performance"], c="0.6", s=18, zorder=2, label="single LLM")
+        ax.plot(xs, ys, c="0.4", lw=1.2, label=f"{LLM_FRONTIER}: frontier")
     for _, r in pts[pts["kind"] == "router"].iterrows():
         marker, color = styles[r["name"]]
-        label = f"{r['name']} (AIQ {aiqs[r['name']]:.3f})"
-        ax.scatter(r["cost"], r["performance"], marker=marker, color=color, s=46, zorder=3, label=label)
+        size, z = (70, 5) if r["name"] == GNN else (42, 3)
+        ax.scatter(r["cost"], r["performance"], marker=marker, color=color, s=size, zorder=z, label=r["name"])
     for _, r in pts[pts["kind"] == "oracle"].iterrows():
+        marker, color = ORACLE_STYLE
         ax.scatter(
-            r["cost"], r["performance"], marker="*", c="gold", edgecolors="k", s=140, zorder=4, label="oracle"
+            r["cost"],
+            r["performance"],
+            marker=marker,
+            c=color,
+            edgecolors="k",
+            s=140,
+            zorder=4,
+            label="oracle",
         )
+    return aiqs
 
 
 def plot_heatmap(frame: pd.DataFrame, title: str, path: str | os.PathLike | None = None, fmt: str = "{:.2f}"):
