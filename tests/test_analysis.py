@@ -391,3 +391,28 @@ def test_cost_quality_gives_every_method_its_own_style_and_one_legend_outside_th
     others = [v for k, v in styles.items() if k != "oracle"]
     assert len({m for m, _ in others}) == len(others) and len({c for _, c in others}) == len(others)
     assert styles["oracle"] == ("*", "gold") and styles["small"] == ("o", "#1f77b4")  # first gets o/blue
+
+
+def test_per_user_chart_shows_gnn_reference_and_oracle_at_a_readable_size():
+    def block(reward):
+        users = {
+            str(u): {"reward": reward + 0.01 * u, "accuracy": 0.5, "oracle_reward": 0.9} for u in range(9)
+        }
+        return {"overall": {"reward": reward}, "per_user": users}
+
+    names = ["random", "best_llm", "cheapest", "strongest", "per_user", "per_user_task", "knn", "mlp", "mf"]
+    baselines = {n: block(0.1 + 0.04 * i) for i, n in enumerate(names)}
+    metrics = {"test": block(0.5), "baselines": {"test": baselines}}
+    metrics["baselines"]["test"]["oracle"] = {**block(0.9), "upper_bound": True}
+    shown = analysis.per_user_headline(metrics, "reward")
+    assert list(shown.columns) == ["gnn", "per_user_task", "oracle"]  # not 11 bars per user
+    assert shown.loc["3"].tolist() == pytest.approx([0.53, 0.33, 0.9])
+    assert list(analysis.per_user_headline(metrics, "accuracy").columns) == ["gnn", "per_user_task"]
+    fig = analysis.plot_per_user(shown, "mean test reward", "t", labels={"0": "u0 (perf 0.2)"})
+    width, height = fig.get_size_inches()
+    assert 6 <= width <= 16 and 3 <= height <= 5 and width / height < 4  # was 26 x 3.6 inches
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["gnn", "per_user_task", "oracle"]
+    assert ax.get_xticklabels()[0].get_text() == "u0 (perf 0.2)"
+    assert ax.get_ylim()[0] > 0.2  # zoomed: the smallest value is 0.33
+    plt.close(fig)

@@ -204,23 +204,23 @@ def plot_heatmap(frame: pd.DataFrame, title: str, path: str | os.PathLike | None
     return fig
 
 
-def plot_per_user(table: pd.DataFrame, ylabel: str, title: str, path: str | os.PathLike | None = None):
-    """Grouped bars of a user × router table (:func:`per_user_table`)."""
+def plot_per_user(
+    table: pd.DataFrame,
+    ylabel: str,
+    title: str,
+    path: str | os.PathLike | None = None,
+    labels: Mapping[str, str] | None = None,
+):
+    """A user × method table (e.g. :func:`proute.evaluation.outcomes.per_user_headline`:
+    the GNN, the reference baseline and the oracle) as a marker per method and user, the
+    axis zoomed to the data; users named by ``labels``. Meant for a few methods: the whole
+    table reads better as a table. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    n_users, n_routers = table.shape
-    x = np.arange(n_users)
-    width = 0.8 / max(1, n_routers)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * n_users * max(1, n_routers) / 3 + 3), 3.6))
-    for i, name in enumerate(table.columns):
-        ax.bar(
-            x + (i - (n_routers - 1) / 2) * width, table[name].to_numpy(dtype=float), width, label=str(name)
-        )
-    ax.set_xticks(x, [str(u) for u in table.index])
-    ax.set_xlabel("user")
+    fig, ax = plt.subplots(figsize=(per_user_width(len(table)), 4.0))
+    _user_dots(ax, table, labels)
     ax.set_ylabel(ylabel)
-    ax.axhline(0, c="k", lw=0.6)
-    ax.legend(fontsize=8, ncol=min(5, n_routers), loc="upper left", bbox_to_anchor=(0, -0.18), frameon=False)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # off the dots
     ax.set_title(title)
     fig.tight_layout()
     if path is not None:

@@ -269,3 +269,18 @@ def reference_baseline(metrics: Mapping[str, Any], split: str = "test") -> str |
     if not blocks:
         return None
     return max(blocks, key=lambda n: float(blocks[n]["overall"]["reward"]))
+
+
+def per_user_headline(
+    metrics: Mapping[str, Any], metric: str = "reward", split: str = "test"
+) -> pd.DataFrame:
+    """User × [``gnn``, the reference baseline (:func:`reference_baseline`), ``oracle``] of
+    one per-user metric: the three numbers to read per user. ``oracle`` (the best reward
+    of each pair, the GNN block's ``oracle_reward``) only for ``metric="reward"``."""
+    table = per_user_table(metrics, metric, split)
+    name = reference_baseline(metrics, split)
+    out = table[[GNN] + ([name] if name else [])].copy()
+    if metric == "reward":
+        oracle = {u: m["oracle_reward"] for u, m in metrics[split]["per_user"].items()}
+        out["oracle"] = pd.Series(oracle, dtype=float).reindex(out.index)
+    return out
