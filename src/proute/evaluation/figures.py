@@ -131,7 +131,7 @@ def plot_cost_quality(
         else:  # per-query costs are often tiny: 2.5e-05, not 0.000025 overlapping its neighbours
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
         scores = ", ".join(f"{n} {aiqs[n]:.3f}" for n in (LLM_FRONTIER, GNN) if n in aiqs)
-        name = (labels or {}).get(str(user), f"user {user}")
+        name = (labels or {}).get(str(user)) or ("all users" if user == "all" else f"user {user}")
         ax.set_title(f"{name}\nAIQ: {scores}" if scores else name, fontsize=9)
         ax.set_xlabel("mean cost per query")
         ax.set_ylabel("mean performance")
