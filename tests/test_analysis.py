@@ -200,8 +200,9 @@ def test_router_points_tables_and_plots(outcomes, tmp_path):
 
     fig = analysis.plot_cost_quality(pts, ncols=2, path=tmp_path / "cq.png")
     assert (tmp_path / "cq.png").stat().st_size > 0
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert any(t.startswith("single LLMs (AIQ 0.750)") for t in legend) and "oracle" in legend
+    assert fig.axes[0].get_title() == "user 0\nAIQ: single LLMs 0.750, gnn 0.750"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["single LLM", "single LLMs: frontier", "gnn", "per_user", "oracle"]
     plt.close(fig)
     fig = analysis.plot_per_user(table, "reward", "t", tmp_path / "pu.png")
     plt.close(fig)
@@ -291,3 +292,127 @@ def test_only_lookup_table_baselines_are_refitted(outcomes):
             assert analysis.refittable([name]) == []
             with pytest.raises(ValueError, match="cannot be refitted"):
                 analysis.baseline_picks(outcomes.assign(split="test"), outcomes, ["cheap", "strong"], [name])
+
+
+def test_reference_baseline_is_the_per_user_task_table_else_the_best_baseline():
+    def block(reward, **extra):
+        return {"overall": {"reward": reward}, "per_user": {}, **extra}
+
+    metrics = {
+        "test": block(0.3),
+        "baselines": {
+            "test": {
+                "per_user": block(0.2),
+                "per_user_task": block(0.25),
+                "knn": block(0.28),
+                "oracle": block(0.9, upper_bound=True),
+            }
+        },
+    }
+    assert analysis.reference_baseline(metrics) == "per_user_task"
+    del metrics["baselines"]["test"]["per_user_task"]
+    assert analysis.reference_baseline(metrics) == "knn"  # the oracle is an upper bound, not a method
+    assert analysis.reference_baseline({"test": block(0.3)}) is None
+
+
+def test_user_labels_name_each_users_preference(tmp_path):
+    profiles = [
+        {"user_id": 3, "preference": 0.8},
+        {"user_id": 4, "archetype": "noisy", "preference": 0.4312, "family": "", "task_preferences": {}},
+        {"user_id": 5, "archetype": "family_loyal", "preference": 0.61, "family": "qwen"},
+        {"user_id": 6, "archetype": "task_specialist", "preference": 0.5, "task_preferences": {"a": 0.1}},
+    ]
+    assert analysis.user_labels(profiles) == {
+        "3": "u3 (perf 0.8)",
+        "4": "u4 (noisy, perf 0.43)",
+        "5": "u5 (loyal to qwen, perf 0.61)",
+        "6": "u6 (per-task)",
+    }
+    assert analysis.load_user_labels(tmp_path) == {}  # the data's own users: bare ids
+    (tmp_path / analysis.USERS_FILE).write_text(json.dumps(profiles[:1]))
+    assert analysis.load_user_labels(tmp_path) == {"3": "u3 (perf 0.8)"}
+
+
+def test_per_user_dots_zoom_to_the_data_and_name_users():
+    from proute.evaluation.figures import plot_run_per_user, zoomed_limits
+
+    assert zoomed_limits([0.6, 0.9]) == pytest.approx((0.555, 0.945))
+    assert zoomed_limits([0.5, 0.5]) == pytest.approx((0.4675, 0.5325))  # at least min_span wide
+    gnn = pd.DataFrame({"user_id": [0, 1], "accuracy": [0.6, 0.9], "reward_ratio": [0.7, 0.8]})
+    base = pd.DataFrame({"user_id": ["1", "0"], "accuracy": [0.85, 0.65], "reward_ratio": [0.75, 0.72]})
+    fig = plot_run_per_user(gnn, base, "per_user_task", {"0": "u0 (perf 0.2)", "1": "u1 (perf 1.0)"})
+    acc = fig.axes[0]
+    assert acc.get_ylim()[0] > 0.5 and acc.get_ylim()[1] < 1.0
+    assert [t.get_text() for t in acc.get_xticklabels()] == ["u0 (perf 0.2)", "u1 (perf 1.0)"]
+    gnn_pts, base_pts = (c.get_offsets()[:, 1] for c in acc.collections[1:])
+    assert list(gnn_pts) == [0.6, 0.9] and list(base_pts) == [0.65, 0.85]  # aligned by user, not row
+    plt.close(fig)
+
+
+def _many_router_points() -> pd.DataFrame:
+    """Two users' points: three LLMs (one expensive), the oracle, and eleven routers named
+    as in a study run (the oracle baseline among them, as load_baseline_picks returns it)."""
+    names = ["gnn", "best_llm", "cheapest", "knn", "mf", "mlp", "oracle", "per_user", "per_user_task"]
+    names += ["random", "strongest"]
+    rows = []
+    for u in ("0", "1"):
+        rows += [
+            {"user_id": u, "kind": "llm", "name": n, "cost": c, "performance": p}
+            for n, c, p in (("small", 0.1, 0.4), ("mid", 0.4, 0.6), ("big", 9.0, 0.95))
+        ]
+        rows.append({"user_id": u, "kind": "oracle", "name": "oracle", "cost": 0.3, "performance": 0.9})
+        rows += [
+            {"user_id": u, "kind": "router", "name": n, "cost": 0.1 + 0.05 * i, "performance": 0.5 + 0.02 * i}
+            for i, n in enumerate(names)
+        ]
+    return pd.DataFrame(rows).assign(reward=0.0, n=1)
+
+
+def test_cost_quality_gives_every_method_its_own_style_and_one_legend_outside_the_panels():
+    from proute.evaluation.figures import method_styles
+
+    pts = _many_router_points()
+    fig = analysis.plot_cost_quality(pts, ncols=2, labels={"0": "u0 (perf 0.2)"})
+    legend = fig.legends[0]
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert len(texts) == len(set(texts)) and texts.count("oracle") == 1
+    assert {"gnn", "strongest", "per_user_task"} <= set(texts)
+    gnn, strongest = (c for c in fig.axes[0].collections if c.get_label() in ("gnn", "strongest"))
+    assert not np.array_equal(gnn.get_paths()[0].vertices, strongest.get_paths()[0].vertices)  # markers
+    assert not np.allclose(gnn.get_facecolor(), strongest.get_facecolor())
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("u0 (perf 0.2)\n") and titles[1].startswith("user 1")
+    fig.canvas.draw()  # the legend hides no point: it lies outside every panel
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent())
+    plt.close(fig)
+    styles = method_styles([n for n in pts["name"].unique() if n != "oracle"] + ["oracle"])
+    others = [v for k, v in styles.items() if k != "oracle"]
+    assert len({m for m, _ in others}) == len(others) and len({c for _, c in others}) == len(others)
+    assert styles["oracle"] == ("*", "gold") and styles["small"] == ("o", "#1f77b4")  # first gets o/blue
+
+
+def test_per_user_chart_shows_gnn_reference_and_oracle_at_a_readable_size():
+    def block(reward):
+        users = {
+            str(u): {"reward": reward + 0.01 * u, "accuracy": 0.5, "oracle_reward": 0.9} for u in range(9)
+        }
+        return {"overall": {"reward": reward}, "per_user": users}
+
+    names = ["random", "best_llm", "cheapest", "strongest", "per_user", "per_user_task", "knn", "mlp", "mf"]
+    baselines = {n: block(0.1 + 0.04 * i) for i, n in enumerate(names)}
+    metrics = {"test": block(0.5), "baselines": {"test": baselines}}
+    metrics["baselines"]["test"]["oracle"] = {**block(0.9), "upper_bound": True}
+    shown = analysis.per_user_headline(metrics, "reward")
+    assert list(shown.columns) == ["gnn", "per_user_task", "oracle"]  # not 11 bars per user
+    assert shown.loc["3"].tolist() == pytest.approx([0.53, 0.33, 0.9])
+    assert list(analysis.per_user_headline(metrics, "accuracy").columns) == ["gnn", "per_user_task"]
+    fig = analysis.plot_per_user(shown, "mean test reward", "t", labels={"0": "u0 (perf 0.2)"})
+    width, height = fig.get_size_inches()
+    assert 6 <= width <= 16 and 3 <= height <= 5 and width / height < 4  # was 26 x 3.6 inches
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["gnn", "per_user_task", "oracle"]
+    assert ax.get_xticklabels()[0].get_text() == "u0 (perf 0.2)"
+    assert ax.get_ylim()[0] > 0.2  # zoomed: the smallest value is 0.33
+    plt.close(fig)

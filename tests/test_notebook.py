@@ -52,6 +52,8 @@ def test_notebook_runs_on_a_trained_run(train_cfg, tmp_path, monkeypatch):
         assert (figures / f"{name}.png").stat().st_size > 1000, name
     text = "".join(o.get("text", "") for o in outputs)
     assert f"run: {run_dir}" in text
+    stderr = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
+    assert "TqdmWarning" not in stderr and "IProgress" not in stderr, stderr[:400]
     # the example queries were routed again, and the exported router agrees with the run
     assert any("routed" in o.get("data", {}).get("text/html", "") for o in outputs)
     agree = [line for line in text.splitlines() if line.startswith("the exported router agrees")]

@@ -74,8 +74,6 @@ KNOWN_OFFENDERS = {
     "src/proute/cli.py module cli.py",
     "src/proute/cli.py function infer",
     "src/proute/cli.py function main",
-    "src/proute/evaluation/analysis.py module analysis.py",
-    "src/proute/evaluation/analysis.py function plot_cost_quality",
     "scripts/new_users.py",
 }
 

@@ -3,7 +3,8 @@
 compose → data → graph → model → fit (early stopping on val) → test once → export.
 Writes to the Hydra run directory: ``config.yaml`` (resolved), ``environment.json`` (git
 revision, library versions), ``metrics.json`` (val and test; overall, per user, per task;
-baselines), ``history.csv``, ``per_user.csv``, ``per_user.png`` and ``router/``.
+baselines), ``history.csv``, ``learning_curve.png``, ``per_user.csv``, ``per_user.png`` and
+``router/``.
 Returns the flat metric dict (the sweeper sees it); with ``optimized_metric`` set, that
 one value.
 """
@@ -130,7 +131,10 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
         timing.update({f"data_{k}_seconds": v for k, v in prepared.timings.items()})
         router = export_router(model, rg, prepared, cfg, env)
         live = live_protocol(router, rg, prepared)
-        report = write_run_report(run_dir, val, test, baselines, history, timing, n_params, logger, live=live)
+        users = prepared.data.meta.get("user_profiles")  # who the simulated users are, if simulated
+        report = write_run_report(
+            run_dir, val, test, baselines, history, timing, n_params, logger, live, users
+        )
         write_test_outcomes(run_dir, prepared.table, baselines)
         if cfg.export_router:
             router.save(run_dir / "router")

@@ -120,4 +120,7 @@ def flat(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
 
 
 def per_user_frame(metrics: dict[str, Any]) -> pd.DataFrame:
-    return pd.DataFrame(metrics["per_user"]).T.rename_axis("user_id").reset_index()
+    """One row per user of a metrics block's ``per_user``, each column with its own type
+    (``n`` stays an integer; a transposed frame would make every column float)."""
+    frame = pd.DataFrame.from_dict(metrics["per_user"], orient="index")
+    return frame.astype({"n": int}).rename_axis("user_id").reset_index()

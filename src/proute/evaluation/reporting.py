@@ -1,55 +1,40 @@
-"""Run outputs: metrics.json, per-user tables and plots, and their W&B counterparts."""
+"""Run outputs: metrics.json, per-user tables and plots, the learning curve, and their W&B counterparts."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
+from proute.evaluation.figures import plot_run_per_user, write_learning_curve
 from proute.evaluation.metrics import per_user_frame
+from proute.evaluation.outcomes import reference_baseline
+from proute.evaluation.runs import USERS_FILE, user_labels
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "picks"}
 
 
-def plot_per_user(frame: pd.DataFrame, baseline: pd.DataFrame | None, path: Path, title: str) -> Path:
-    """Bars of per-user test accuracy and reward/oracle, the GNN beside a baseline."""
+def plot_per_user(
+    frame: pd.DataFrame,
+    baseline: pd.DataFrame | None,
+    path: Path,
+    title: str,
+    baseline_name: str = "baseline",
+    labels: Mapping[str, str] | None = None,
+) -> Path:
+    """``per_user.png``: per-user test accuracy and reward/oracle of the GNN beside a
+    baseline (:func:`proute.evaluation.figures.plot_run_per_user`), drawn without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    users = frame["user_id"].astype(str).tolist()
-    x = np.arange(len(users))
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.9 * len(users) + 3), 3.8))
-    for ax, col, label in (
-        (axes[0], "accuracy", "routing accuracy"),
-        (axes[1], "reward_ratio", "reward / oracle reward"),
-    ):
-        width = 0.4 if baseline is not None else 0.8
-        ax.bar(x - (width / 2 if baseline is not None else 0), frame[col], width, label="GNN")
-        if baseline is not None:
-            ax.bar(
-                x + width / 2,
-                baseline.set_index("user_id").reindex(frame["user_id"])[col],
-                width,
-                label="best fixed LLM per user",
-            )
-        ax.set_xticks(x, users)
-        ax.set_xlabel("user")
-        ax.set_ylabel(label)
-        ax.set_ylim(0, 1.05)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plt.close(plot_run_per_user(frame, baseline, baseline_name, labels, title, path))
     return path
 
 
@@ -77,10 +62,13 @@ def write_run_report(
     n_params: int,
     logger,
     live: dict | None = None,
+    users: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict:
     """``metrics.json`` and the per-user outputs. ``val``/``test``: the gold-task protocol
     (each query's task label given, as in the paper); ``live``: the exported router without
-    task labels (``{"mode", "val", "test"}``, proute.train.live_protocol)."""
+    task labels (``{"mode", "val", "test"}``, proute.train.live_protocol); ``users``: the
+    simulated users' profiles (``RoutingData.meta["user_profiles"]``), written to
+    ``user_profiles.json`` and naming the users of ``per_user.png``."""
     report: dict[str, Any] = {
         "val": _jsonable(val),
         "test": _jsonable(test),
@@ -105,13 +93,11 @@ def write_run_report(
             }
     _atomic_text(run_dir / "metrics.json", json.dumps(report, indent=2, default=float))
     write_history(run_dir, history)
+    write_learning_curve(run_dir, history, timing.get("best_epoch"))
     per_user = per_user_frame(test)
     per_user.to_csv(run_dir / "per_user.csv", index=False)
     test["picks"].to_csv(run_dir / "test_picks.csv", index=False)
-    fixed = baselines.get("test", {}).get("per_user")
-    plot_per_user(
-        per_user, per_user_frame(fixed) if fixed else None, run_dir / "per_user.png", "test split, per user"
-    )
+    _write_per_user_figure(run_dir, per_user, report, users)
 
     per_user["user_id"] = per_user["user_id"].astype(str)
     logger.log_table("test/per_user", per_user, bars=[("user_id", "accuracy"), ("user_id", "reward")])
@@ -126,6 +112,17 @@ def write_run_report(
     summary["parameters"] = n_params
     logger.log_summary(summary)
     return report
+
+
+def _write_per_user_figure(run_dir: Path, per_user: pd.DataFrame, report: dict, users) -> None:
+    """``per_user.png`` against the reference baseline (:func:`reference_baseline`: the
+    per-(user, task) table), and ``user_profiles.json`` when the users were simulated."""
+    if users:
+        _atomic_text(run_dir / USERS_FILE, json.dumps(list(users), indent=1, default=str))
+    name = reference_baseline(report)
+    other = per_user_frame(report["baselines"]["test"][name]) if name else None
+    title = "test split, per user" + (f": GNN vs the {name} baseline" if name else "")
+    plot_per_user(per_user, other, run_dir / "per_user.png", title, name or "", user_labels(users))
 
 
 def write_test_outcomes(run_dir: Path, table: pd.DataFrame, baselines: dict) -> None:

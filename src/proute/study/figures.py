@@ -13,6 +13,7 @@ from proute.evaluation.analysis import (
     load_baseline_picks,
     load_picks,
     load_test_outcomes,
+    load_user_labels,
     plot_cost_quality,
 )
 
@@ -39,6 +40,7 @@ def cost_quality(setting: str, run_dir: Path, out: Path, bounds: set[str]) -> Pa
     title = f"{setting}, seed {run_dir.name.removeprefix('seed')}: cost vs quality (test), 'all' = pooled"
     if more > 0:
         title += f"; {MAX_PANELS} of {len(users) - 1} users shown"
-    fig = plot_cost_quality(shown, title=title, ncols=4, path=out / f"{setting}_cost_quality.png")
+    path, labels = out / f"{setting}_cost_quality.png", load_user_labels(run_dir)
+    fig = plot_cost_quality(shown, title=title, ncols=4, path=path, labels=labels)
     plt.close(fig)
-    return out / f"{setting}_cost_quality.png"
+    return path
