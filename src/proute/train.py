@@ -33,6 +33,7 @@ from proute.training import lifecycle
 from proute.training.device import resolve_device, seed_everything
 from proute.training.export import export_router
 from proute.training.provenance import environment
+from proute.training.resume import check_resume_config, merged_overrides, saved_overrides
 from proute.training.timing import peak_rss_mb, run_timing
 
 __all__ = ["build_graph_from", "check_declared_sizes", "cli", "main", "peak_rss_mb", "run", "run_timing"]
@@ -80,6 +81,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """
     validate_config(cfg)  # before the run directory is claimed or any data is read
     resume = bool(cfg.get("resume", False))
+    if resume:  # continues with the saved config: a change outside the allow-list is refused
+        check_resume_config(cfg, run_dir)
     with lifecycle.RunLifecycle(run_dir, overwrite=bool(cfg.get("overwrite", False)), resume=resume) as life:
         out = _run(cfg, Path(run_dir), life, resume)
         life.finish()
@@ -175,9 +178,29 @@ def main(cfg: DictConfig) -> Any:
     if cfg.get("skip_finished") and lifecycle.is_finished(run_dir):  # a study resumed: done already
         log.info("%s holds a finished run: skipped (skip_finished=true)", run_dir)
         return None
+    if cfg.get("resume"):
+        cfg = _resumed_config(cfg, run_dir)
     out = run(cfg, run_dir)
     metric = cfg.get("optimized_metric")
     return out[metric] if metric else out
+
+
+def _resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """A resumed run's config: the first attempt's overrides (``.hydra/overrides.yaml``)
+    applied again, under the ones given now (:mod:`proute.training.resume`)."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    now = list(HydraConfig.get().overrides.task)
+    merged = merged_overrides(saved_overrides(run_dir), now)
+    if merged == now:  # every first-attempt override given again (a resumed study)
+        return cfg
+    log.info("resume=true: the first attempt's overrides applied again: %s", " ".join(merged))
+    hydra_cfg = HydraConfig.get()
+    cfg = compose(config_name=hydra_cfg.job.config_name, overrides=merged)
+    if hydra_cfg.output_subdir is not None:  # Hydra's copy of this attempt's config: the one used
+        (run_dir / str(hydra_cfg.output_subdir) / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return cfg
 
 
 def cli() -> None:
