@@ -138,3 +138,41 @@ def test_lookup_table_reaches_the_known_level_on_the_default_data(default_data):
     assert 0.75 < ratio < 0.85, ratio
     assert res["per_user"]["overall"]["reward"] < res["per_user_task"]["overall"]["reward"]
     assert res["random"]["overall"]["reward_ratio"] < 0.5
+
+
+def test_a_dataset_is_encoded_on_every_core_and_the_threads_restored(fixture_overrides, monkeypatch):
+    """Issue 16: a fresh clone encoded its texts on one thread (OMP_NUM_THREADS=1, or
+    torch's default). prepare() now encodes with every usable core and restores torch's
+    setting; the embeddings do not depend on the thread count (bit-identical on 1 and 2
+    threads here; 1e-6 allowed for other machines' kernels)."""
+    import torch
+
+    from proute.data.pipeline import prepare, usable_cores
+
+    if usable_cores() < 2:
+        pytest.skip("one usable core: nothing to raise")
+    cfg = compose("data", fixture_overrides)
+    seen: list[int] = []
+
+    class Recording:
+        def encode(self, texts):
+            seen.append(torch.get_num_threads())
+            return np.zeros((len(texts), 3), dtype=np.float32)
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        prepare(
+            instantiate(cfg.dataset, _partial_=True),
+            instantiate(cfg.users),
+            instantiate(cfg.split),
+            Recording(),
+        )
+        assert seen == [usable_cores()] * 3 and torch.get_num_threads() == 1
+        encoder = instantiate(cfg.text_encoder, cache_dir=None, batch_size=4)
+        texts = [f"What is {i} times {i + 1}, and why does it matter? " * (1 + i % 5) for i in range(12)]
+        one = encoder.encode(texts)
+        torch.set_num_threads(usable_cores())
+        np.testing.assert_allclose(encoder.encode(texts), one, rtol=0, atol=1e-6)
+    finally:
+        torch.set_num_threads(before)

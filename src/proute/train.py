@@ -6,7 +6,10 @@ revision, library versions), ``metrics.json`` (val and test; overall, per user, 
 baselines), ``history.csv``, ``learning_curve.png``, ``per_user.csv``, ``per_user.png`` and
 ``router/``.
 Returns the flat metric dict (the sweeper sees it); with ``optimized_metric`` set, that
-one value.
+one value. Prints the run directory first and, at the end, a table of the test reward of
+the GNN (gold task labels and live), the strongest baseline on val and the oracle
+(:func:`proute.evaluation.reporting.run_summary`); each phase without a bar logs its
+start, a line every 15 s and its duration (:mod:`proute.training.progress`).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from proute.config.paths import config_dir
 from proute.data.pipeline import prepare_from_config
 from proute.evaluation.live import live_protocol
 from proute.evaluation.metrics import flat
-from proute.evaluation.reporting import write_history, write_run_report, write_test_outcomes
+from proute.evaluation.reporting import run_summary, write_history, write_run_report, write_test_outcomes
 from proute.graph import RoutingGraph, build_graph
 from proute.training import lifecycle
 from proute.training.device import resolve_device, seed_everything
 from proute.training.export import export_router
+from proute.training.progress import phase
 from proute.training.provenance import environment
+from proute.training.resume import check_resume_config, merged_overrides, saved_overrides
 from proute.training.timing import peak_rss_mb, run_timing
 
 __all__ = ["build_graph_from", "check_declared_sizes", "cli", "main", "peak_rss_mb", "run", "run_timing"]
@@ -80,20 +85,29 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     a finished run is refused unless ``overwrite=true``.
     """
     validate_config(cfg)  # before the run directory is claimed or any data is read
+    if cfg.get("quiet") and OmegaConf.select(cfg, "text_encoder.show_progress"):
+        cfg.text_encoder.show_progress = False  # quiet silences every bar, the encoder's too
     resume = bool(cfg.get("resume", False))
+    if resume:  # continues with the saved config: a change outside the allow-list is refused
+        check_resume_config(cfg, run_dir)
+    print(f"proute train: run directory {run_dir}", flush=True)
+    t0 = time.perf_counter()
     with lifecycle.RunLifecycle(run_dir, overwrite=bool(cfg.get("overwrite", False)), resume=resume) as life:
-        out = _run(cfg, Path(run_dir), life, resume)
+        out, report = _run(cfg, Path(run_dir), life, resume)
         life.finish()
+    print(run_summary(report, run_dir, time.perf_counter() - t0), flush=True)
     return out
 
 
-def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: bool) -> dict[str, Any]:
+def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: bool) -> tuple[dict, dict]:
+    """One attempt: the flat metric dict and the report (``metrics.json``'s content)."""
     resolved = cast(dict, OmegaConf.to_container(cfg, resolve=True))
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     env = environment()
     (run_dir / "environment.json").write_text(json.dumps(env, indent=2))
     t0 = time.perf_counter()
-    prepared, rg, model, masking, trainer, logger = _instantiate(cfg)
+    with phase("preparing the data, graph and model"):
+        prepared, rg, model, masking, trainer, logger = _instantiate(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("graph: %s; model: %d parameters; device: %s", rg, n_params, rg.device)
     data_seconds = time.perf_counter() - t0
@@ -106,42 +120,47 @@ def _run(cfg: DictConfig, run_dir: Path, life: lifecycle.RunLifecycle, resume: b
     generator = torch.Generator().manual_seed(int(cfg.random_state))
     with logger.start(run_dir, {**resolved, "environment": env, "parameters": n_params}):
         t1 = time.perf_counter()
-        seed = int(cfg.random_state)
-        history = trainer.fit(
-            model,
-            rg,
-            masking,
-            generator,
-            quiet=bool(cfg.quiet),
-            on_epoch=on_epoch,
-            run_dir=run_dir,
-            resume=resume,
-            seed=seed,
-        )
-        train_seconds = time.perf_counter() - t1
+        fit_kw = {
+            "quiet": bool(cfg.quiet),
+            "run_dir": run_dir,
+            "resume": resume,
+            "seed": int(cfg.random_state),
+        }
+        history = trainer.fit(model, rg, masking, generator, on_epoch=on_epoch, **fit_kw)
+        timing = run_timing(history, trainer.best_epoch, rg, data_seconds, time.perf_counter() - t1)
+        timing.update({f"data_{k}_seconds": v for k, v in prepared.timings.items()})
         if trainer.best_epoch < 0:
             raise RuntimeError(
                 f"no epoch gave a finite validation {trainer.monitor} (history: {run_dir / 'history.csv'}); "
                 "there is no model to select"
             )
+        return _evaluate_and_export(cfg, run_dir, (prepared, rg, model, trainer, logger), env, timing)
+
+
+def _evaluate_and_export(cfg: DictConfig, run_dir: Path, parts, env: dict, timing: dict) -> tuple[dict, dict]:
+    """Test once, the baselines, the router's export and live protocol, the report files."""
+    prepared, rg, model, trainer, logger = parts
+    with phase("evaluating the best model on val and test"):
         val = trainer.evaluate(model, rg, "val")
         test = trainer.evaluate(model, rg, "test")  # the one and only test evaluation
+    with phase(f"fitting and scoring the baselines ({', '.join(cfg.baselines)})"):
         baselines = _baselines(cfg, prepared, rg)
-        timing = run_timing(history, trainer.best_epoch, rg, data_seconds, train_seconds)
-        timing.update({f"data_{k}_seconds": v for k, v in prepared.timings.items()})
+    with phase("exporting the router (task classifiers, user state)"):
         router = export_router(model, rg, prepared, cfg, env)
+    with phase("live protocol (the exported router, task labels inferred)"):
         live = live_protocol(router, rg, prepared)
+    with phase("writing metrics, plots" + (" and the router" if cfg.export_router else "")):
+        n_params = sum(p.numel() for p in model.parameters())
         users = prepared.data.meta.get("user_profiles")  # who the simulated users are, if simulated
         report = write_run_report(
-            run_dir, val, test, baselines, history, timing, n_params, logger, live, users
+            run_dir, val, test, baselines, trainer.history, timing, n_params, logger, live, users
         )
         write_test_outcomes(run_dir, prepared.table, baselines)
         if cfg.export_router:
             router.save(run_dir / "router")
     out = {**flat(val, "val"), **flat(test, "test"), **flat(live["test"], "test_live"), **timing}
     out["test_live/task_accuracy"] = live["test"]["task_accuracy"]
-    log.info("test: %s", json.dumps(report["test"]["overall"]))
-    return out
+    return out, report
 
 
 def _instantiate(cfg: DictConfig):
@@ -179,9 +198,29 @@ def main(cfg: DictConfig) -> Any:
     if cfg.get("skip_finished") and lifecycle.is_finished(run_dir):  # a study resumed: done already
         log.info("%s holds a finished run: skipped (skip_finished=true)", run_dir)
         return None
+    if cfg.get("resume"):
+        cfg = _resumed_config(cfg, run_dir)
     out = run(cfg, run_dir)
     metric = cfg.get("optimized_metric")
     return out[metric] if metric else out
+
+
+def _resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """A resumed run's config: the first attempt's overrides (``.hydra/overrides.yaml``)
+    applied again, under the ones given now (:mod:`proute.training.resume`)."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    now = list(HydraConfig.get().overrides.task)
+    merged = merged_overrides(saved_overrides(run_dir), now)
+    if merged == now:  # every first-attempt override given again (a resumed study)
+        return cfg
+    log.info("resume=true: the first attempt's overrides applied again: %s", " ".join(merged))
+    hydra_cfg = HydraConfig.get()
+    cfg = compose(config_name=hydra_cfg.job.config_name, overrides=merged)
+    if hydra_cfg.output_subdir is not None:  # Hydra's copy of this attempt's config: the one used
+        (run_dir / str(hydra_cfg.output_subdir) / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return cfg
 
 
 def cli() -> None:

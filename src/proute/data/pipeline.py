@@ -12,8 +12,11 @@ name (:func:`~proute.data.source_checks.check_column_names`), no query text in t
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,6 +29,30 @@ from proute.data.splits import check_query_disjoint, check_split_sizes
 from proute.data.table import USER_COLUMN, RoutingData
 
 log = logging.getLogger(__name__)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def all_cores() -> Iterator[int]:
+    """torch's intra-op threads raised to :func:`usable_cores` (never lowered), restored on
+    exit: encoding a dataset's texts uses every core even where ``OMP_NUM_THREADS=1`` or
+    torch's default left one. Only around whole-dataset encoding in :func:`prepare`: the
+    thread count is process-wide, so a server's encoder (with its own setting) keeps it.
+    MiniLM's embeddings were bit-identical on 1 and 2 threads (tests/test_pipeline.py)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(before, usable_cores()))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -93,9 +120,10 @@ def prepare(
     if text_encoder is not None:
         t = time.perf_counter()
         texts = data.table.drop_duplicates("query_id").set_index("query_id")["query"]
-        prepared.query_emb = text_encoder.encode([texts[q] for q in query_ids])
-        prepared.task_emb = text_encoder.encode(list(tasks["description"]))
-        prepared.llm_emb = text_encoder.encode(list(llms["description"]))
+        with all_cores():  # a cold cache encodes thousands of texts: every core, not one
+            prepared.query_emb = text_encoder.encode([texts[q] for q in query_ids])
+            prepared.task_emb = text_encoder.encode(list(tasks["description"]))
+            prepared.llm_emb = text_encoder.encode(list(llms["description"]))
         timings["encode"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return prepared

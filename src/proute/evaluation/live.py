@@ -12,7 +12,7 @@ from typing import Any
 
 from proute.evaluation.scorers import RouterScorer
 from proute.evaluation.scoring import evaluate, task_accuracy
-from proute.router.task_inference import TASK_MODES
+from proute.router.task_inference import HARD, TASK_MODES
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def live_protocol(router, rg, prepared) -> dict[str, Any]:
     if getattr(router, "text_task_classifier", None) is None:
         texts = None
     val = {mode: live_metrics(router, rg, emb, "val", mode, texts) for mode in TASK_MODES}
-    mode = max(TASK_MODES, key=lambda m: (val[m]["overall"]["reward"], m == "hard"))
+    mode = max(TASK_MODES, key=lambda m: (val[m]["overall"]["reward"], m == HARD))
     router.task_mode = router.meta["task_inference"]["mode"] = mode
     router.meta["task_inference"]["val_reward_by_mode"] = {m: val[m]["overall"]["reward"] for m in val}
     test = live_metrics(router, rg, emb, "test", mode, texts)

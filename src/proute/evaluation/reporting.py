@@ -146,3 +146,32 @@ def write_test_outcomes(run_dir: Path, table: pd.DataFrame, baselines: dict) -> 
     queries = test.drop_duplicates("query_id")[["query_id", "task", "query"]].copy()
     queries["query"] = queries["query"].astype(str)
     queries.astype({"query_id": str, "task": str}).to_parquet(run_dir / "test_queries.parquet", index=False)
+
+
+def _share(reward: float, oracle: float) -> str:
+    return f"{reward / oracle:.1%}" if oracle > 0 else "n/a"
+
+
+def run_summary(report: dict, run_dir: str | os.PathLike, seconds: float | None = None) -> str:
+    """The end-of-run table: test reward of the GNN (gold task labels, and live: the exported
+    router inferring tasks), of the strongest baseline (chosen on *validation* reward) and of
+    the oracle, each also as a share of the oracle's reward; then where the files are."""
+    test = report["test"]["overall"]
+    oracle = float(test["oracle_reward"])
+    rows = [("GNN, gold task labels", test["reward"])]
+    if report.get("live"):
+        live = report["live"]
+        rows.append((f"GNN, live (tasks inferred, {live['mode']})", live["test"]["overall"]["reward"]))
+    val_b, test_b = report["baselines"].get("val", {}), report["baselines"].get("test", {})
+    if val_b and test_b:
+        best = max(val_b, key=lambda name: val_b[name]["overall"]["reward"])
+        rows.append((f"strongest baseline on val: {best}", test_b[best]["overall"]["reward"]))
+    rows.append(("oracle (each pair's best LLM)", oracle))
+    took = f" in {seconds:.0f} s" if seconds is not None else ""
+    lines = [
+        f"proute train: finished{took}. Test split, {int(test['n'])} (user, query) pairs:",
+        f"  {'':<44}{'reward':>9}{'of oracle':>11}",
+        *(f"  {label:<44}{float(r):>#9.4g}{_share(float(r), oracle):>11}" for label, r in rows),
+        f"run directory: {run_dir} (metrics.json, per_user.png, history.csv)",
+    ]
+    return "\n".join(lines)

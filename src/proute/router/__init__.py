@@ -57,6 +57,8 @@ from proute.router.state import (
     DEFAULT_NEW_USER_METHOD,
     DEFAULT_PRIOR_STRENGTH,
     NEW_USER_METHODS,
+    UNKNOWN_USER_AVERAGE,
+    UNKNOWN_USER_ERROR,
     UNKNOWN_USER_POLICIES,
     RouterState,
 )
@@ -74,6 +76,8 @@ __all__ = [
     "HASHED_FIELDS",
     "NEW_USER_METHODS",
     "READABLE_FORMATS",
+    "UNKNOWN_USER_AVERAGE",
+    "UNKNOWN_USER_ERROR",
     "UNKNOWN_USER_POLICIES",
     "PersonalizedRouter",
     "RouterFormatError",
@@ -196,7 +200,7 @@ class PersonalizedRouter:
         encoder=None,
         device: str | torch.device = "cpu",
         verify: bool = True,
-        unknown_user: str = "error",
+        unknown_user: str = UNKNOWN_USER_ERROR,
     ) -> "PersonalizedRouter":
         """Load a router directory; needs nothing else (not the data, not the configs).
 

@@ -23,6 +23,7 @@ from proute.router.placement import average_states, empty_evidence, place_user
 from proute.router.routing import Encode, unknown_user_message
 from proute.router.state import (
     NEW_USER_METHODS,
+    UNKNOWN_USER_ERROR,
     RouterState,
     check_policy,
     check_task_mode,
@@ -100,7 +101,7 @@ def feedback(
         it["query_emb"] = query
     key = user_key(user_id)
     if key not in state.user_index:
-        if state.unknown_user == "error":
+        if state.unknown_user == UNKNOWN_USER_ERROR:
             raise KeyError(unknown_user_message(state, user_id))
         return add_user(state, encode, user_id, [it])
     ((q, t, llms, efeat, reward),) = parse_interactions(state, encode, [it])

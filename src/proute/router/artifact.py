@@ -47,7 +47,7 @@ from proute.data.text_encoders import MODEL_LOAD_LOCK
 from proute.models import build_model
 from proute.models.model import ContextCache
 from proute.router.evidence import Evidence
-from proute.router.state import RouterState, check_policy, new_state
+from proute.router.state import UNKNOWN_USER_ERROR, RouterState, check_policy, new_state
 from proute.router.task_inference import TaskClassifier, TextTaskClassifier
 
 FORMAT_VERSION = 3
@@ -345,7 +345,7 @@ def load(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
     verify: bool = True,
-    unknown_user: str = "error",
+    unknown_user: str = UNKNOWN_USER_ERROR,
 ) -> RouterState:
     """The state of a router directory (without its average user); needs nothing else (not
     the data, not the configs). The sha256 hashes in ``router.json`` are checked (a mismatch

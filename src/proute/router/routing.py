@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from proute.data.ids import UserIdError, user_key
-from proute.router.state import RouterState, check_task_mode, with_user_rows
+from proute.router.state import UNKNOWN_USER_ERROR, RouterState, check_task_mode, with_user_rows
+from proute.router.task_inference import SOFT
 
 #: ``encode(texts) -> [n, query_dim]`` embeddings (the router's text encoder).
 Encode = Callable[[Sequence[str]], np.ndarray]
@@ -48,7 +49,7 @@ def ids_error(state: RouterState, user_id: Any, task: Any) -> KeyError | ValueEr
         key = user_key(user_id)
     except UserIdError as exc:
         return ValueError(exc.args[0])
-    if key not in state.user_index and state.unknown_user == "error":
+    if key not in state.user_index and state.unknown_user == UNKNOWN_USER_ERROR:
         return KeyError(unknown_user_message(state, user_id))
     if task is not None and (not isinstance(task, str) or task not in state.task_index):
         return KeyError(f"unknown task {task!r}; known tasks: {list(state.tasks)}")
@@ -151,7 +152,7 @@ def score(
             task_idx[i] = state.task_index[t]
     # The model ignores user/task indices when its graph has no such nodes.
     logits = state.model.score_new(context, q, user_idx, task_idx)
-    if mode == "soft" and not bool(given.all()) and len(state.tasks) > 1:
+    if mode == SOFT and not bool(given.all()) and len(state.tasks) > 1:
         free = (~given).nonzero().squeeze(1)
         mixed = torch.zeros_like(logits[free])
         for k in range(len(state.tasks)):

@@ -23,11 +23,12 @@ import torch
 from proute.data.ids import user_key
 from proute.models.model import ContextCache, PersonalizedRouterModel
 from proute.router.evidence import Evidence
-from proute.router.task_inference import TASK_MODES, TaskClassifier, TextTaskClassifier
+from proute.router.task_inference import HARD, TASK_MODES, TaskClassifier, TextTaskClassifier
 from proute.schema import EDGE_FEATURES
 
 #: What routing does with a user id the router does not know (:attr:`RouterState.unknown_user`).
-UNKNOWN_USER_POLICIES = ("error", "average")
+UNKNOWN_USER_ERROR, UNKNOWN_USER_AVERAGE = "error", "average"
+UNKNOWN_USER_POLICIES = (UNKNOWN_USER_ERROR, UNKNOWN_USER_AVERAGE)
 NEW_USER_METHODS = ("fit", "mixture")
 # Chosen on the held-out users' validation pairs of scripts/new_users.py, pooled over seeds
 # 42 and 43 (experiments/new_users/): the method, the fit's prior strength (in evidence
@@ -152,7 +153,7 @@ def new_state(
     device: str | torch.device = "cpu",
     task_classifier: TaskClassifier | None = None,
     text_task_classifier: TextTaskClassifier | None = None,
-    unknown_user: str = "error",
+    unknown_user: str = UNKNOWN_USER_ERROR,
     adapt: Mapping[str, torch.Tensor] | None = None,
     evidence: Mapping[str, Evidence] | None = None,
     embedding: Mapping[str, torch.Tensor] | None = None,
@@ -162,7 +163,7 @@ def new_state(
     ``meta["users"]`` or an unknown policy or task mode."""
     device = torch.device(device)
     check_policy(unknown_user)
-    task_mode = check_task_mode(meta.get("task_inference", {}).get("mode", "hard"))
+    task_mode = check_task_mode(meta.get("task_inference", {}).get("mode", HARD))
     temperature = recorded(
         meta, "listwise_temperature", "trainer", "listwise_temperature", default=DEFAULT_LISTWISE_TEMPERATURE
     )

@@ -26,7 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-TASK_MODES = ("hard", "soft")
+HARD, SOFT = "hard", "soft"
+TASK_MODES = (HARD, SOFT)
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 
-from proute.router import UNKNOWN_USER_POLICIES
+from proute.router import UNKNOWN_USER_AVERAGE, UNKNOWN_USER_ERROR, UNKNOWN_USER_POLICIES
 from proute.serving.upstreams import Upstream
 
 
@@ -33,12 +33,12 @@ def unknown_user_policy(router, policy: str | None) -> str:
     supports a policy at all, else ``error`` (the behaviour of routers without one)."""
     supported = hasattr(router, "unknown_user")
     if policy is None:
-        policy = "average" if supported else "error"
+        policy = UNKNOWN_USER_AVERAGE if supported else UNKNOWN_USER_ERROR
     if policy not in UNKNOWN_USER_POLICIES:
         raise ValueError(f"unknown_user={policy!r}; expected one of {list(UNKNOWN_USER_POLICIES)}")
     if supported:
         router.unknown_user = policy
-    elif policy != "error":
+    elif policy != UNKNOWN_USER_ERROR:
         raise ValueError(
             f"unknown_user={policy!r}: this router version has no unknown-user policy "
             "(it refuses every unknown user); use 'error'"

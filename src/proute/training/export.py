@@ -22,7 +22,7 @@ from proute.router import PersonalizedRouter
 from proute.router.adapt import node_messages
 from proute.router.artifact import FORMAT_VERSION
 from proute.router.state import DEFAULT_LISTWISE_TEMPERATURE, DEFAULT_PRIOR_STRENGTH, json_id, new_state
-from proute.router.task_inference import TaskClassifier, TextTaskClassifier
+from proute.router.task_inference import HARD, TaskClassifier, TextTaskClassifier
 
 
 def export_router(model, rg, prepared, cfg: DictConfig, environment: dict) -> PersonalizedRouter:
@@ -57,7 +57,7 @@ def export_router(model, rg, prepared, cfg: DictConfig, environment: dict) -> Pe
         "config": OmegaConf.to_container(cfg, resolve=True),
         "task_inference": {
             "method": "softmax_regression",
-            "mode": "hard",
+            "mode": HARD,  # until the live protocol chooses on val
             **task_info,
             "text": {"method": "softmax_regression_text_ngrams", **text_info},
         },

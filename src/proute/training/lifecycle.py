@@ -209,9 +209,18 @@ def _truthy(value) -> bool:
     return str(value).lower() in ("true", "1", "yes")
 
 
-def hydra_subdir(output_dir: str, overwrite=False) -> str | None:
-    """``hydra.output_subdir``: ``.hydra``, or None (Hydra writes nothing) when protected."""
-    return None if _protected(output_dir, overwrite) else ".hydra"
+def hydra_subdir(output_dir: str, overwrite=False, resume=False) -> str | None:
+    """``hydra.output_subdir``: ``.hydra``, or None (Hydra writes nothing) when protected.
+    A resumed attempt keeps the first attempt's ``.hydra/`` files (a resume composes its
+    config from their overrides, :mod:`proute.training.resume`) and writes its own in
+    ``.hydra/attempt-<n>``."""
+    if _protected(output_dir, overwrite):
+        return None
+    if _truthy(resume) and (Path(output_dir) / ".hydra" / "overrides.yaml").is_file():
+        from proute.training.resume import hydra_attempt_subdir
+
+        return hydra_attempt_subdir(output_dir)
+    return ".hydra"
 
 
 def job_log(output_dir: str, job_name: str, overwrite=False) -> str:

@@ -20,8 +20,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-#: The temperature ``T`` of the listwise target ``softmax(reward / T)`` (``trainer.listwise_temperature``).
-LISTWISE_TEMPERATURE = 0.1
+# The temperature ``T`` of the listwise target ``softmax(reward / T)``
+# (``trainer.listwise_temperature``'s default): one value, kept with the router, which
+# records it and falls back to it for a router that records none.
+from proute.router.state import DEFAULT_LISTWISE_TEMPERATURE as LISTWISE_TEMPERATURE
+
+__all__ = ["LISTWISE_TEMPERATURE", "LOSSES", "bce_loss", "listwise_loss", "mse_loss"]
 
 
 def listwise_loss(logits, rg, q, l, temperature: float) -> torch.Tensor:
