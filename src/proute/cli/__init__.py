@@ -1,28 +1,18 @@
-"""The ``proute`` command line.
+"""The ``proute`` command line (``proute --help``: :data:`.parser.EPILOG` lists the commands).
 
-proute train [hydra overrides ...]      same as python -m proute.train
-proute data  [hydra overrides ...]      same as python -m proute.data
-proute infer ROUTER --query TEXT --user ID [--task TASK] [--route-only] [--upstreams FILE]
-proute infer ROUTER --file requests.jsonl [--output results.jsonl]
-                                        (one {"query", "user_id"[, "task"]} a line)
-proute evaluate ROUTER [hydra overrides: dataset=, users=, split=, paths.data_dir=, ...]
-proute serve ROUTER [--host 127.0.0.1] [--port 8000] [--upstreams FILE] [--unknown-user P]
-proute chat ROUTER [--port 7860] [--share] [--upstreams FILE]   (needs the `chat` extra)
-
-``infer`` routes only (prints the decision) unless ``--upstreams`` is given and
-``--route-only`` is not: then it calls the chosen LLM and prints its answer (``--file``:
-each result line gets the ``answer``, or the ``error`` of its call).
-
-One module per command: :mod:`.infer`, :mod:`.evaluate`, :mod:`.services` (``serve``,
-``chat``); the parser in :mod:`.parser`, the requests file and atomic writes in
-:mod:`.requests_io`.
+One module per command: :mod:`.hydra_commands` (``train``, ``data``, ``--config FILE``),
+:mod:`.infer`, :mod:`.evaluate`, :mod:`.services` (``serve``, ``chat``); the parser in
+:mod:`.parser`, the requests file, result files and atomic writes in :mod:`.requests_io`.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
 from proute.cli.evaluate import evaluate, evaluate_router, metrics_table
+from proute.cli.hydra_commands import run_hydra
 from proute.cli.infer import infer
 from proute.cli.parser import build_parser
 from proute.cli.requests_io import read_requests, write_atomically
@@ -41,23 +31,30 @@ __all__ = [
 ]
 
 
-def _hydra(module: str, overrides: list[str]) -> int:
-    import runpy
-
-    sys.argv = [f"proute {module}"] + overrides
-    runpy.run_module(f"proute.{module}", run_name="__main__")
-    return 0
+def _resolve_router(parser, args: argparse.Namespace, overrides: list[str]) -> None:
+    """``args.router`` from the positional ROUTER or ``--router`` (exactly one of them);
+    ``evaluate --router R key=value``: the positional caught the first override."""
+    option, positional = args.router_option, args.router
+    if option is not None and positional is not None:
+        if args.command != "evaluate" or "=" not in positional:
+            parser.error(f"give the router once: ROUTER ({positional}) or --router ({option})")
+        overrides.insert(0, positional)
+        positional = None
+    if option is None and positional is None:
+        parser.error(f"{args.command}: the router directory is required (ROUTER or --router ROUTER)")
+    args.router = Path(option if option is not None else positional)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("train", "data"):
-        return _hydra(argv[0], argv[1:])
-    parser = build_parser(description=(__doc__ or "").splitlines()[0])
+        return run_hydra(argv[0], argv[1:])
+    parser = build_parser()
     if argv and argv[0] == "evaluate":
         args, overrides = parser.parse_known_args(argv)
     else:
         args, overrides = parser.parse_args(argv), []
+    _resolve_router(parser, args, overrides)
     from proute.data.text_encoders import ModelNotAvailableError
     from proute.router import RouterFormatError
 

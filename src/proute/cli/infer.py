@@ -4,10 +4,9 @@ optionally call the chosen LLM (``--upstreams``)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from proute.cli.requests_io import fail, read_requests, write_atomically
+from proute.cli.requests_io import fail, read_requests, results_text, write_atomically
 
 
 def _call_upstreams(upstreams: dict, routed: list[dict], requests: list[dict]) -> list[dict]:
@@ -87,16 +86,17 @@ def infer(args: argparse.Namespace) -> int:
         raise fail(args.output, "its folder does not exist")
     router, requests = _load_requests(args)
     upstreams = _upstreams(args, router)
-    results = router.route_batch(requests)
-    for result in results:
-        result["score"] = result["scores"][result["model_name"]]
+    results = []
+    for result, request in zip(router.route_batch(requests), requests, strict=True):
+        result = {"query": request["query"], **result, "score": result["scores"][result["model_name"]]}
         if not args.scores:
             result.pop("scores")
+        results.append(result)
     if upstreams is not None:
         results = _call_upstreams(upstreams, results, requests)
     if upstreams is not None and not args.file:
         return _print_answer(results[0])
-    text = "".join(json.dumps({k: v for k, v in r.items() if k != "response"}) + "\n" for r in results)
+    text = results_text(args.output, [{k: v for k, v in r.items() if k != "response"} for r in results])
     if args.output is not None:
         write_atomically(args.output, text)
     else:

@@ -63,3 +63,11 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def results_text(path: Path | None, results: list[dict]) -> str:
+    """The results as ``path`` gets them: a ``.json`` path one JSON array, any other path
+    (``.jsonl``) or stdout (``None``) one JSON object a line."""
+    if path is not None and Path(path).suffix.lower() == ".json":
+        return json.dumps(results, indent=2) + "\n"
+    return "".join(json.dumps(r) + "\n" for r in results)
