@@ -95,3 +95,30 @@ def test_help_is_plain_text_naming_the_command():
         assert out.returncode == 0, out.stderr[-2000:]
         assert f"proute {command}:" in out.stdout and "__main__" not in out.stdout
         assert "--config FILE.yaml" in out.stdout
+
+
+def test_infer_unknown_user_policy_comes_from_the_router_and_defaults_to_error(router, capsys):
+    from proute.router import UNKNOWN_USER_POLICIES
+
+    with pytest.raises(SystemExit):
+        main(["infer", "--help"])
+    assert "--unknown-user {" + ",".join(UNKNOWN_USER_POLICIES) + "}" in capsys.readouterr().out
+    ask = ["infer", str(router), "--query", "What is 2 + 2?", "--user", "77"]
+    with pytest.raises(SystemExit) as err:
+        main(ask)
+    message = str(err.value.code)
+    assert "unknown user_id 77" in message and "--unknown-user average" in message, message
+    assert main([*ask, "--unknown-user", "average"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    llms = json.loads((router / "router.json").read_text())["llms"]
+    assert result["user_id"] == 77 and result["model_name"] in llms
+
+
+def test_infer_reads_an_integral_decimal_user_id_as_the_integer(router, capsys):
+    ask = ["infer", str(router), "--query", "What is 2 + 2?", "--user"]
+    assert main([*ask, "3.0"]) == 0
+    assert json.loads(capsys.readouterr().out)["user_id"] == 3
+    with pytest.raises(SystemExit) as err:
+        main([*ask, "3.5"])
+    message = str(err.value.code)
+    assert "field '--user'" in message and "the number 3.5, which is not an integer" in message, message

@@ -31,27 +31,40 @@ def _call_upstreams(upstreams: dict, routed: list[dict], requests: list[dict]) -
         return list(pool.map(call, zip(routed, requests, strict=True)))
 
 
+def _request_error(router, request: dict, policy: str) -> str | None:
+    """What is wrong with ``request`` for ``router``; an unknown user under ``error`` gets
+    the option that routes it."""
+    error = router.request_error(request)
+    if error is None:
+        return None
+    message = error.args[0]
+    if policy == "error" and isinstance(error, KeyError) and message.startswith("unknown user_id"):
+        message += "; --unknown-user average routes unknown users as the population's average user"
+    return message
+
+
 def _load_requests(args: argparse.Namespace):
-    """``(router, requests)``: the router and the checked requests of ``--file`` or of
-    ``--query``/``--user``/``--task``; a bad request is a one-line :class:`SystemExit`."""
+    """``(router, requests)``: the router (with the ``--unknown-user`` policy) and the
+    checked requests of ``--file`` or of ``--query``/``--user``/``--task``; a bad request
+    is a one-line :class:`SystemExit`."""
     from proute.router import PersonalizedRouter
     from proute.serving.user_ids import text_user_id
 
     if args.file:
         numbered = read_requests(args.file)  # before the router: a bad file fails fast
-        router = PersonalizedRouter.load(args.router)
+        router = PersonalizedRouter.load(args.router, unknown_user=args.unknown_user)
         for n, request in numbered:
-            error = router.request_error(request)
+            error = _request_error(router, request, args.unknown_user)
             if error is not None:
-                raise fail(f"{args.file}, line {n}", error.args[0])
+                raise fail(f"{args.file}, line {n}", error)
         return router, [request for _, request in numbered]
     if args.query is not None and args.user is not None:
         user = text_user_id(args.user, "--user")  # the chat page's reading: "007" is not user 7
         requests = [{"query": args.query, "user_id": user, "task": args.task}]
-        router = PersonalizedRouter.load(args.router)
-        error = router.request_error(requests[0])
+        router = PersonalizedRouter.load(args.router, unknown_user=args.unknown_user)
+        error = _request_error(router, requests[0], args.unknown_user)
         if error is not None:
-            raise fail("--query/--user/--task", error.args[0])
+            raise fail("--query/--user/--task", error)
         return router, requests
     raise SystemExit("proute infer: give --query and --user, or --file")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from proute.schema import UNKNOWN_USER_POLICIES
+
 DESCRIPTION = """\
 proute: personalized LLM routing. Train a router, summarise a dataset, route queries
 with an exported router, evaluate it on a dataset's split, or serve it."""
@@ -56,6 +58,13 @@ def _infer(sub) -> None:
     p.add_argument("--scores", action="store_true", help="print per-LLM scores too")
     p.add_argument("--upstreams", type=Path, help="upstreams YAML: call the chosen LLM, print its answer")
     p.add_argument("--route-only", action="store_true", help="print the routing decision, call no LLM")
+    p.add_argument(
+        "--unknown-user",
+        choices=UNKNOWN_USER_POLICIES,
+        default="error",
+        help="a user the router does not know: an error (default), or routed as the "
+        "population's average user (average)",
+    )
 
 
 def _evaluate(sub) -> None:
@@ -64,7 +73,7 @@ def _evaluate(sub) -> None:
     p.add_argument("--split", default="test", help="which split to score (default: test)")
     p.add_argument(
         "--unknown-user",
-        choices=("error", "average"),
+        choices=UNKNOWN_USER_POLICIES,
         default=None,
         help="route users the router does not know as the average user (default: skip them)",
     )
@@ -79,7 +88,7 @@ def _serve(sub) -> None:
     p.add_argument("--upstreams", type=Path, help="upstreams YAML (conf/upstreams.example.yaml)")
     p.add_argument(
         "--unknown-user",
-        choices=("error", "average"),
+        choices=UNKNOWN_USER_POLICIES,
         default=None,
         help="404 for unknown users, or route them as the average user (default when supported)",
     )
