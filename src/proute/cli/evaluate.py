@@ -20,12 +20,6 @@ def _encoder_id(spec) -> dict:
     return {k: v for k, v in dict(spec or {}).items() if k not in _RUNTIME_ENCODER_KEYS}
 
 
-def _plain(node):
-    from omegaconf import DictConfig, OmegaConf
-
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
 def _split_rows(router, table, split: str, log):
     """The rows of ``split`` the router can score: users it knows (or routes by its
     unknown-user policy) and LLMs it can choose; ``(rows, skipped users, skipped LLMs)``."""
@@ -52,13 +46,40 @@ def _split_rows(router, table, split: str, log):
     return test, skipped_users, skipped_llms
 
 
-def evaluate_router(router, cfg, split: str = "test", log=print) -> dict:
+#: How the router infers a task, by what it has (:func:`proute.router.routing.task_proba`).
+TASK_INFERENCE = {
+    "text": "the text classifier (query embedding and text), as the server for text requests",
+    "embedding": "the embedding-only classifier",
+    "centroid": "the nearest training-task centroid",
+}
+
+
+def _task_inference(router, texts) -> str:
+    if texts is not None and getattr(router, "text_task_classifier", None) is not None:
+        return "text"
+    return "embedding" if getattr(router, "task_classifier", None) is not None else "centroid"
+
+
+def _embeddings(router, prepared, pairs, same_encoder: bool, log) -> dict:
+    if same_encoder:
+        return prepared.query_embedding_dict()
+    log("note: the data's text encoder differs from the router's; encoding the queries with the router's")
+    texts = pairs.drop_duplicates("query_id").set_index("query_id")["query"]
+    return {str(i): v for i, v in zip(texts.index, router.encode(list(texts)), strict=True)}
+
+
+def evaluate_router(router, cfg, split: str = "test", log=print, allow_overlap: bool = False) -> dict:
     """Score ``split`` of the data ``cfg`` describes with ``router``, with the gold task
-    labels and without them (tasks inferred, as a live request): ``{"gold", "live",
-    "task_accuracy", "skipped_users", "skipped_llms", "n"}`` (metrics of
-    :func:`proute.evaluation.metrics.routing_metrics`). Users the router does not know are skipped
-    (named) unless its unknown-user policy routes them."""
+    labels and without them (tasks inferred from the query's text and embedding, as the
+    server infers them for a text request): ``{"gold", "live", "task_accuracy",
+    "task_inference", "held_out", "overlap", "skipped_users", "skipped_llms", "n"}``
+    (metrics of :func:`proute.evaluation.metrics.routing_metrics`). Users the router does
+    not know are skipped (named) unless its unknown-user policy routes them. A split that
+    holds queries the router trained on (:func:`proute.cli.held_out.training_overlap`) is
+    an :class:`~proute.cli.held_out.OverlapError` unless ``allow_overlap`` (then
+    ``held_out`` is False)."""
     # local: torch/dgl are imported only by the command that needs them (`proute --help` stays fast)
+    from proute.cli.held_out import OverlapError, overlap_message, training_overlap
     from proute.data.pipeline import prepare_from_config
     from proute.evaluation.scorers import RouterScorer
     from proute.evaluation.scoring import dense_block, evaluate, task_accuracy
@@ -69,23 +90,26 @@ def evaluate_router(router, cfg, split: str = "test", log=print) -> dict:
     llms = list(router.llms)
     pairs = test.drop_duplicates(["user_id", "query_id"])[["user_id", "query_id", "task", "query"]]
     pairs = pairs.sort_values(["user_id", "query_id"], kind="stable").reset_index(drop=True)
-    dense = dense_block(test, pairs, llms)
-    if same_encoder:
-        emb = prepared.query_embedding_dict()
-    else:
-        log("note: the data's text encoder differs from the router's; encoding the queries with the router's")
-        texts = pairs.drop_duplicates("query_id").set_index("query_id")["query"]
-        emb = {str(i): v for i, v in zip(texts.index, router.encode(list(texts)), strict=True)}
+    overlap = training_overlap(router, cfg, split, pairs, log)
+    if overlap["pairs"] and not allow_overlap:
+        message = overlap_message(overlap, split, router.meta.get("config") or {}, cfg)
+        raise OverlapError(f"{message}. Evaluate the router's own split, or give --allow-overlap")
+    emb = _embeddings(router, prepared, pairs, same_encoder, log)
     unknown_tasks = sorted({str(t) for t in pairs["task"]} - set(router.tasks))
     if unknown_tasks:
         log(f"note: tasks unknown to the router are inferred even with gold labels: {unknown_tasks}")
-    block = (pairs.drop(columns=["query"]), dense)
-    gold = RouterScorer(router, emb, gold_tasks=True, batch_size=4096)
-    live = RouterScorer(router, emb, batch_size=4096)
+    texts = dict(zip(pairs["query_id"].astype(str), pairs["query"].astype(str), strict=True))
+    texts_or_none = texts if _task_inference(router, texts) == "text" else None
+    block = (pairs.drop(columns=["query"]), dense_block(test, pairs, llms))
+    gold = RouterScorer(router, emb, texts_or_none, gold_tasks=True, batch_size=4096)
+    live = RouterScorer(router, emb, texts_or_none, batch_size=4096)
     return {
         "gold": evaluate(gold, block, llms=llms),
         "live": evaluate(live, block, llms=llms),
         "task_accuracy": task_accuracy(live.tasks_used, pairs),
+        "task_inference": _task_inference(router, texts_or_none),
+        "held_out": None if not overlap["checked"] else overlap["pairs"] == 0,
+        "overlap": overlap,
         "skipped_users": [str(u) for u in skipped_users],
         "skipped_llms": skipped_llms,
         "n": len(pairs),
@@ -110,6 +134,27 @@ def metrics_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _report_held_out(result: dict, router, cfg, split: str, log) -> str:
+    """Log whether the split is held out; the line's suffix for the header ("" when it is)."""
+    from proute.cli.held_out import overlap_message, plain
+
+    trained = router.meta.get("config") or {}
+    if result["held_out"] is None:
+        log("note: the router records no training config: cannot check that the split is held out")
+        return " (held out: unchecked)"
+    if result["held_out"]:
+        differs = [g for g in ("dataset", "users", "split") if plain(cfg.get(g)) != trained.get(g)]
+        if differs:
+            log(
+                f"note: {', '.join(differs)} differ from the router's training config; no query of "
+                f"the {split!r} split is a training query of the router (checked)"
+            )
+        return ""
+    message = overlap_message(result["overlap"], split, trained, cfg)
+    log(f"WARNING: NOT HELD OUT (--allow-overlap): {message}")
+    return f" -- NOT HELD OUT: {result['overlap']['pairs']} pairs are training queries of the router"
+
+
 def evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
     from proute.config import compose
     from proute.router import PersonalizedRouter
@@ -132,14 +177,13 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
-    result = evaluate_router(router, cfg, args.split, log)
-    trained = router.meta.get("config", {})
-    for group in ("dataset", "users", "split"):
-        if trained.get(group) is not None and _plain(cfg.get(group)) != trained.get(group):
-            log(f"note: {group} differs from the router's training config")
-    print(f"proute evaluate: {args.router} on the {args.split!r} split, {result['n']} (user, query) pairs")
+    result = evaluate_router(router, cfg, args.split, log, allow_overlap=args.allow_overlap)
+    suffix = _report_held_out(result, router, cfg, args.split, log)
+    where = f"{args.router} on the {args.split!r} split"
+    print(f"proute evaluate: {where}, {result['n']} (user, query) pairs{suffix}")
     print(metrics_table(result))
-    print(f"\ntask inferred correctly for {result['task_accuracy']:.1%} of the pairs")
+    inference = TASK_INFERENCE[result["task_inference"]]
+    print(f"\ntask inferred correctly for {result['task_accuracy']:.1%} of the pairs, by {inference}")
     if args.output is not None:
         payload = {
             k: ({kk: vv for kk, vv in v.items() if kk != "picks"} if k in ("gold", "live") else v)

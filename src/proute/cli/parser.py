@@ -78,6 +78,12 @@ def _evaluate(sub) -> None:
         help="route users the router does not know as the average user (default: skip them)",
     )
     p.add_argument("--output", type=Path, help="also write the metrics as JSON here (atomically)")
+    p.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="evaluate even when the split holds queries the router trained on (another "
+        "random_state, split or data); the result is then marked as not held out",
+    )
 
 
 def _serve(sub) -> None:
