@@ -96,7 +96,8 @@ def test_evaluate_refuses_a_split_overlapping_training_unless_allowed(router_dir
     result = json.loads(metrics.read_text())
     assert result["held_out"] is False and result["overlap"]["pairs"] == expected
 
-    code, out, err = _evaluate(capsys, router_dir, *data, "--output", metrics)  # the router's own split
+    # the router's own split (--router: the option form, before the overrides)
+    code, out, err = _evaluate(capsys, "--router", router_dir, *data, "--output", metrics)
     assert code == 0, err
     result = json.loads(metrics.read_text())
     assert result["held_out"] is True and result["overlap"]["pairs"] == 0 and "NOT HELD OUT" not in out

@@ -17,8 +17,9 @@ commands:
   proute data  [--config FILE.yaml] [hydra overrides ...]   same as python -m proute.data
   proute infer ROUTER --query TEXT --user ID [--task TASK] [--route-only] [--upstreams FILE]
   proute infer ROUTER --file requests.jsonl [--output results.json or .jsonl]
-                  (one {"query", "user_id"[, "task"]} object a line)
-  proute evaluate ROUTER [--split test] [hydra overrides: dataset=, users=, split=, ...]
+                  (one {"query", "user_id"[, "task"]} object a line; --unknown-user average:
+                  route users the router does not know as its average user)
+  proute evaluate ROUTER [--split test] [--allow-overlap] [hydra overrides: dataset=, ...]
   proute serve ROUTER [--host 127.0.0.1] [--port 8000] [--upstreams FILE] [--unknown-user P]
   proute chat ROUTER [--port 7860] [--share] [--upstreams FILE]   (needs the chat extra)
 
