@@ -35,7 +35,11 @@ def bench_steps(args: Namespace, rg) -> dict[str, dict[str, float]]:
             gen = torch.Generator().manual_seed(0)
             trainer.start_epoch(0, gen)
             model.train()
-            sec = median_time(lambda m=model, t=trainer: t.train_step(m, rg, gen), args.repeats)  # noqa: B023
+
+            def step(m=model, t=trainer) -> object:
+                return t.train_step(m, rg, gen)  # noqa: B023
+
+            sec = median_time(step, args.repeats)
             out[conv][mode] = sec
         print(
             f"{conv:>10}: "

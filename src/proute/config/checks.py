@@ -179,8 +179,9 @@ def validate_config(cfg: DictConfig) -> None:
         except Exception as err:  # an interpolation that does not resolve
             problems.append((key, "?", f"a value that resolves ({err})"))
             continue
-        if value is not _ABSENT and rule(value) is not None:
-            problems.append((key, value, rule(value)))
+        wrong = None if value is _ABSENT else rule(value)
+        if wrong is not None:
+            problems.append((key, value, wrong))
     problems += _registry_problems(cfg)
     if problems:
         lines = "\n".join(f"  {key}={_show(value)}: expected {what}" for key, value, what in problems)

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import hydra
+import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -29,8 +30,10 @@ def main(cfg: DictConfig) -> dict:
     summary = summarize(prepared)
     print(format_summary(summary, prepared.data.name))
     out = Path(HydraConfig.get().runtime.output_dir)
-    summary["best_llm_share"].to_csv(out / "best_llm_share.csv")
-    plot_best_llm_share(summary["best_llm_share"], out / "best_llm_share.png")
+    share = summary["best_llm_share"]
+    assert isinstance(share, pd.DataFrame)
+    share.to_csv(out / "best_llm_share.csv")
+    plot_best_llm_share(share, out / "best_llm_share.png")
     record = {
         "counts": summary["counts"],
         "timings": prepared.timings,

@@ -119,7 +119,7 @@ def _fsync_save(path: Path, array: np.ndarray) -> str:
     """``np.save`` to ``path``, flush it to disk; the sha256 of the bytes written."""
     with open(path, "wb") as fh:
         writer = _HashingWriter(fh)
-        np.save(writer, array, allow_pickle=False)  # type: ignore[arg-type]
+        np.save(writer, array, allow_pickle=False)
         fh.flush()
         os.fsync(fh.fileno())
     return writer.sha256.hexdigest()

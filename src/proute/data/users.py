@@ -96,9 +96,6 @@ class UserSimulator:
     queries_per_user: int | None = None
     seed: int = 42
 
-    def num_users(self) -> int:
-        raise NotImplementedError
-
     def user_profiles(self, rng: np.random.Generator, data: RoutingData) -> pd.DataFrame:
         """One row per user (index = user id) with whatever the reward needs."""
         raise NotImplementedError

@@ -257,8 +257,8 @@ def _routing_graph(
 ) -> RoutingGraph:
     """The :class:`RoutingGraph` of the built graph; ``options``: edge_dim, edge_feature,
     user_features, has_users, has_tasks as the graph has them."""
-    node_t = _supervision(nodes.layout)
-    pair_t = node_t if options["has_users"] else _supervision(pair_layout)
+    node_t: dict[str, Any] = _supervision(nodes.layout)
+    pair_t: dict[str, Any] = node_t if options["has_users"] else _supervision(pair_layout)
     return RoutingGraph(
         graph=g,
         users=list(rows.users),

@@ -81,7 +81,8 @@ class QueryNodes:
         """``(query node, llm)`` of the outcome edges: the observed LLMs of train query
         nodes, sorted by node, then LLM."""
         q_train = self.table["split"].to_numpy() == "train"
-        return np.nonzero(self.layout.observed & q_train[:, None])
+        nodes, llms = np.nonzero(self.layout.observed & q_train[:, None])
+        return nodes, llms
 
 
 def index_rows(table: pd.DataFrame, user_nodes: bool, llms: Sequence[str] | None) -> Rows:

@@ -96,7 +96,9 @@ class _MaskIndex:
         self.context_src = {
             cet: g.edges(etype=cet)[0].cpu().numpy() for cet in self.canonical if cet[1] in _CONTEXT_ETYPES
         }
-        self.all_ids = {}  # per device: arange of every edge type, reused for untouched types
+        self.all_ids: dict[
+            Any, dict
+        ] = {}  # per device: arange of every edge type, reused for untouched types
 
     def arange(self, cet, device):
         key = (cet, str(device))

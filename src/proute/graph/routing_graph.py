@@ -154,7 +154,7 @@ class RoutingGraph:
             if isinstance(v, torch.Tensor):
                 moved[f.name] = v.to(device)
         same_pairs = self.pair_reward is self.reward
-        out = dataclasses.replace(self, graph=self.graph.to(device), _cache={}, **moved)
+        out = dataclasses.replace(self, graph=self.graph.to(device), _cache={}, **moved)  # type: ignore[arg-type]
         if same_pairs:  # keep the identity for the personalised layout
             for name in ("reward", "performance", "cost", "observed", "best"):
                 setattr(out, "pair_" + name, getattr(out, name))

@@ -27,7 +27,7 @@ message-flow blocks of DGL's neighbour sampler (:mod:`proute.graph.sampling`).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -38,7 +38,11 @@ from proute.schema import LLM, QUERY, TASK, USER, USER_FEATURES, canonical_etype
 
 dgl = import_dgl()
 
-NORMS = {"layer": nn.LayerNorm, "batch": nn.BatchNorm1d, "none": lambda dim: nn.Identity()}
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "layer": nn.LayerNorm,
+    "batch": nn.BatchNorm1d,
+    "none": lambda dim: nn.Identity(),
+}
 
 
 class _OneHotLinear(nn.Module):
@@ -149,9 +153,12 @@ class HeteroGNN(nn.Module):
     ) -> torch.Tensor:
         """Layer-0 state of nodes of ``ntype``: the user embedding of user ids ``ids``, or
         the input projection of ``feat``."""
+        proj: nn.Module = self.in_proj[ntype]
         if ntype == USER and self.user_features in ("learned", "onehot"):
-            return self.in_proj[ntype](ids)
-        return self.in_proj[ntype](feat.float())
+            return proj(ids)
+        if feat is None:
+            raise ValueError(f"project({ntype!r}): the input features are needed")
+        return proj(feat.float())
 
     def input_states(self, g, text=None) -> dict[str, torch.Tensor]:
         """Layer-0 states: the input projection of every node type of ``g``.
@@ -282,7 +289,9 @@ class HeteroGNN(nn.Module):
         device = query_feat.device
         n = query_feat.shape[0]
         senders = {USER: ("user_idx", user_idx), TASK: ("task_idx", task_idx)}
-        rels = []  # (sender type, relation, sender index per query or None: no edge)
+        rels: list[
+            tuple[str, str, torch.Tensor | None]
+        ] = []  # (sender type, relation, sender index per query or None: no edge)
         for s, rel, d in self.etypes:
             if d != QUERY:
                 continue

@@ -28,7 +28,8 @@ def aggregate_study(runs_root: Path, out: Path, n_boot: int = 10000, notebook: b
     runs = plan_of_dir(runs_root)
     print(f"study: aggregating {sum(r.state == 'finished' for r in runs)} finished of {len(runs)} runs")
     out.mkdir(parents=True, exist_ok=True)
-    nb_run, html = finished_runs(runs).get(HEADLINE, {}).get(FIGURE_SEED), None
+    nb_run = finished_runs(runs).get(HEADLINE, {}).get(FIGURE_SEED)
+    html: str | bool | None = None
     if notebook and nb_run is not None:
         print(f"study: executing the per-user notebook on {nb_run}", flush=True)
         try:
@@ -39,7 +40,7 @@ def aggregate_study(runs_root: Path, out: Path, n_boot: int = 10000, notebook: b
             html = False
     agg = aggregate(runs, out, n_boot)
     command = f"python -m proute.study aggregate {runs_root} --out {out}"
-    summary = write_summary(agg, runs, out, command, html or None, n_boot)
+    summary = write_summary(agg, runs, out, command, html if isinstance(html, str) else None, n_boot)
     print(summary.read_text())
     failed = [r for r in runs if r.state != "finished"]
     for r in failed:

@@ -60,7 +60,7 @@ def warm_cache(config: DictConfig, out=sys.stdout) -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     t = time.perf_counter()
     try:
-        cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        cfg = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
         prepare_from_config(cfg)
         print(f"study: embedding cache ready ({fmt_seconds(time.perf_counter() - t)})", file=out, flush=True)
     except Exception as exc:  # noqa: BLE001 - reported; each run then encodes (or fails) itself

@@ -24,7 +24,9 @@ def gnn_vs_strongest(
     if not candidates or GNN not in numeric.index:
         return None
     best = max(candidates, key=lambda r: numeric.loc[r, "reward_mean"])
-    a, b, per_seed = [], [], {}
+    a: list[np.ndarray] = []
+    b: list[np.ndarray] = []
+    per_seed: dict = {}
     for seed, d in sorted(dirs.items()):
         gnn = load_picks(d)
         base = load_baseline_picks(d, [best]).get(best)

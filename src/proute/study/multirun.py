@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from proute.evaluation.analysis import format_mean_std
 from proute.training import lifecycle
@@ -116,7 +116,8 @@ def read_job(path: Path) -> Job:
     job.seed = job.overrides.pop(SEED_KEY, None)
     if job.seed is None:  # the seed was not swept: take it from the resolved config
         try:
-            job.seed = OmegaConf.load(path / "config.yaml").get(SEED_KEY)
+            saved = OmegaConf.load(path / "config.yaml")
+            job.seed = saved.get(SEED_KEY) if isinstance(saved, DictConfig) else None
         except Exception:  # noqa: BLE001
             pass
     if job.problem:
@@ -266,7 +267,7 @@ def write_csv(path: Path, varying, rows: list[Row]) -> None:
         writer = csv.writer(fh)
         writer.writerow(header)
         for row in rows:
-            values = [row.label.get(k, "") for k in varying]
+            values: list[object] = [row.label.get(k, "") for k in varying]
             for column, *_ in METRICS:
                 values += ["" if math.isnan(x) else repr(x) for x in row.stats(column)]
             values += [

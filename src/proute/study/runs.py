@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from proute.training import lifecycle
 
@@ -69,18 +69,27 @@ def plan_of_config(config: DictConfig | dict[str, Any], root: Path | None = None
     seeds), each with its state; ``root`` replaces the config's sweep directory."""
     hydra = OmegaConf.create(config)["hydra"] if isinstance(config, dict) else config.hydra
     params = OmegaConf.to_container(hydra.sweeper.get("params") or {}, resolve=False)
+    assert isinstance(params, dict), "hydra.sweeper.params: expected a mapping"
     task = [str(o) for o in (OmegaConf.select(hydra, "overrides.task") or [])]
-    swept = _swept([*(f"{k}={v}" for k, v in params.items()), *task])
+    swept = _swept([*(f"{k!s}={v}" for k, v in params.items()), *task])
     settings, seeds = swept.get(SETTING_KEY, []), swept.get(SEED_KEY, [])
     base = Path(root if root is not None else str(hydra.sweep.dir))
     return [StudyRun(s, int(k), base / s / f"seed{k}").read() for s in settings for k in seeds]
+
+
+def _mapping(cfg: DictConfig | ListConfig, path: Path) -> DictConfig:
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(f"{path}: expected a mapping (a Hydra multirun config), got a list")
+    return cfg
 
 
 def plan_of_dir(root: Path) -> list[StudyRun]:
     """The runs of a study's sweep directory: those its ``multirun.yaml`` plans, then any
     other ``<setting>/seed<k>/`` directory found there (an earlier invocation's)."""
     runs = (
-        plan_of_config(OmegaConf.load(root / MULTIRUN_FILE), root) if (root / MULTIRUN_FILE).is_file() else []
+        plan_of_config(_mapping(OmegaConf.load(root / MULTIRUN_FILE), root / MULTIRUN_FILE), root)
+        if (root / MULTIRUN_FILE).is_file()
+        else []
     )
     known = {(r.setting, r.seed) for r in runs}
     for d in sorted(root.glob("*/seed*")):
