@@ -33,6 +33,10 @@ QUERY_SENDER_RELATIONS = (ASKED_BY[1], BELONGS_TO[1])
 
 EDGE_FEATURES = ("reward", "performance")  # what a 1-dimensional outcome edge carries
 USER_FEATURES = ("learned", "onehot", "history")  # how user nodes get their input state
+#: What routing does with a user id the router does not know (``PersonalizedRouter.unknown_user``):
+#: its home is here, torch-free, so that ``proute --help`` can list the choices cheaply.
+UNKNOWN_USER_ERROR, UNKNOWN_USER_AVERAGE = "error", "average"
+UNKNOWN_USER_POLICIES = (UNKNOWN_USER_ERROR, UNKNOWN_USER_AVERAGE)
 
 
 def is_outcome(etype) -> bool:

@@ -24,11 +24,8 @@ from proute.data.ids import user_key
 from proute.models.model import ContextCache, PersonalizedRouterModel
 from proute.router.evidence import Evidence
 from proute.router.task_inference import HARD, TASK_MODES, TaskClassifier, TextTaskClassifier
-from proute.schema import EDGE_FEATURES
+from proute.schema import EDGE_FEATURES, UNKNOWN_USER_AVERAGE, UNKNOWN_USER_ERROR, UNKNOWN_USER_POLICIES
 
-#: What routing does with a user id the router does not know (:attr:`RouterState.unknown_user`).
-UNKNOWN_USER_ERROR, UNKNOWN_USER_AVERAGE = "error", "average"
-UNKNOWN_USER_POLICIES = (UNKNOWN_USER_ERROR, UNKNOWN_USER_AVERAGE)
 NEW_USER_METHODS = ("fit", "mixture")
 # Chosen on the held-out users' validation pairs of scripts/new_users.py, pooled over seeds
 # 42 and 43 (experiments/new_users/): the method, the fit's prior strength (in evidence

@@ -1,0 +1,41 @@
+"""``proute serve`` (the OpenAI-compatible HTTP server) and ``proute chat`` (the Gradio
+chat page)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from proute.serving.app import serve
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            'proute serve: needs the serve extra: pip install -e ".[serve]" -c requirements/constraints.txt'
+        ) from None
+    from proute.serving.upstreams import UpstreamsError
+
+    try:
+        serve(
+            args.router,
+            args.host,
+            args.port,
+            args.upstreams,
+            args.unknown_user,
+            args.max_batch,
+            args.max_wait_ms,
+            threads=args.threads,
+        )
+    except UpstreamsError as exc:
+        raise SystemExit(f"proute serve: {exc}") from None
+    return 0
+
+
+def chat_command(args: argparse.Namespace) -> int:
+    from proute.serving.chat import launch
+
+    launch(args.router, args.upstreams, host=args.host, port=args.port, share=args.share)
+    return 0
