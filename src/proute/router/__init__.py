@@ -57,11 +57,9 @@ from proute.router.state import (
     DEFAULT_NEW_USER_METHOD,
     DEFAULT_PRIOR_STRENGTH,
     NEW_USER_METHODS,
-    UNKNOWN_USER_AVERAGE,
-    UNKNOWN_USER_ERROR,
-    UNKNOWN_USER_POLICIES,
     RouterState,
 )
+from proute.schema import UNKNOWN_USER_AVERAGE, UNKNOWN_USER_ERROR, UNKNOWN_USER_POLICIES
 
 _MODEL_INIT_LOCK = MODEL_INIT_LOCK  # the name tests and older callers use
 

@@ -24,7 +24,7 @@ from proute.data.ids import user_key
 from proute.models.model import ContextCache, PersonalizedRouterModel
 from proute.router.evidence import Evidence
 from proute.router.task_inference import HARD, TASK_MODES, TaskClassifier, TextTaskClassifier
-from proute.schema import EDGE_FEATURES, UNKNOWN_USER_AVERAGE, UNKNOWN_USER_ERROR, UNKNOWN_USER_POLICIES
+from proute.schema import EDGE_FEATURES, UNKNOWN_USER_ERROR, UNKNOWN_USER_POLICIES
 
 NEW_USER_METHODS = ("fit", "mixture")
 # Chosen on the held-out users' validation pairs of scripts/new_users.py, pooled over seeds
