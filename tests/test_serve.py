@@ -25,7 +25,13 @@ from conftest import ROOT  # noqa: E402
 from proute.serving.app import create_app, unknown_user_policy  # noqa: E402
 from proute.serving.loadtest import free_port  # noqa: E402
 from proute.serving.stub_upstream import stub_app  # noqa: E402
-from proute.serving.upstreams import Upstream, UpstreamsError, load_upstreams  # noqa: E402
+from proute.serving.upstreams import (  # noqa: E402
+    Upstream,
+    UpstreamsError,
+    UpstreamsWarning,
+    load_upstreams,
+    request_headers,
+)
 from serving_fixtures import KEY_ENV, TIMEOUT, ServerThread, train_tiny_router, write_upstreams  # noqa: E402
 
 
@@ -607,5 +613,46 @@ def test_upstreams_file_defaults_and_example(router, tmp_path, monkeypatch):
     assert len(loaded) == 9 and all(u.base_url.startswith("http://127.0.0.1") for u in loaded.values())
     assert loaded["gemma-2-9b-it"].model == "google/gemma-2-9b-it"
     monkeypatch.delenv("OPENAI_API_KEY")
-    with pytest.raises(UpstreamsError, match="OPENAI_API_KEY"):
-        load_upstreams(example)
+    with pytest.warns(UpstreamsWarning, match="'OPENAI_API_KEY'.*without a key") as caught:
+        keyless = load_upstreams(example)  # its base_url is this machine's: no key is fine
+    assert len(caught) == 1 and keyless == loaded  # one warning per variable and endpoint
+    remote = tmp_path / "remote.yaml"
+    remote.write_text(example.read_text().replace("http://127.0.0.1:8001/v1", "https://llm.example.com/v1"))
+    with pytest.raises(UpstreamsError, match="remote.yaml: field defaults.api_key_env .*'OPENAI_API_KEY'"):
+        load_upstreams(remote)
+
+
+def test_upstreams_file_with_only_defaults_serves_every_llm(router, tmp_path):
+    """conf/upstreams.local.yaml (the README's quick start): no `llms`, no key."""
+    local = load_upstreams(ROOT / "conf" / "upstreams.local.yaml", router.llms)
+    assert local == {m: Upstream(m, "http://127.0.0.1:8001/v1", m, None, 60.0) for m in router.llms}
+    path = tmp_path / "u.yaml"
+    path.write_text("defaults: {base_url: 'http://h:1/v1', timeout: 5}\n")
+    assert {u.base_url for u in load_upstreams(path, router.llms).values()} == {"http://h:1/v1"}
+    assert load_upstreams(path) == {}  # without the router's LLMs: only those listed
+
+
+@pytest.mark.parametrize(
+    "url, local",
+    [
+        ("http://127.0.0.1:8001/v1", True),
+        ("http://localhost/v1", True),
+        ("http://[::1]:8/v1", True),
+        ("http://127.1.2.3/v1", True),
+        ("https://api.example.com/v1", False),
+        ("http://10.0.0.5:8000/v1", False),
+        ("http://localhost.example.com/v1", False),
+    ],
+)
+def test_an_unset_key_is_an_error_only_beyond_this_machine(tmp_path, router, monkeypatch, url, local):
+    monkeypatch.delenv("PROUTE_UNSET_VAR_Y", raising=False)
+    path = tmp_path / "u.yaml"
+    own = f"{router.llms[0]}: {{api_key_env: PROUTE_UNSET_VAR_Y}}"
+    path.write_text(f"defaults: {{base_url: '{url}'}}\nllms: {{{own}}}\n")
+    if local:
+        with pytest.warns(UpstreamsWarning, match="PROUTE_UNSET_VAR_Y"):
+            ups = load_upstreams(path, router.llms)
+        assert "authorization" not in request_headers(ups[router.llms[0]])
+    else:
+        with pytest.raises(UpstreamsError, match=f"field llms.{router.llms[0]}.api_key_env"):
+            load_upstreams(path, router.llms)

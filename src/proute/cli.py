@@ -8,6 +8,7 @@ proute infer ROUTER --file requests.jsonl [--output results.jsonl]
 proute evaluate ROUTER [hydra overrides: dataset=, users=, split=, paths.data_dir=, ...]
 proute serve ROUTER [--host 127.0.0.1] [--port 8000] [--upstreams FILE] [--unknown-user P]
 proute chat ROUTER [--port 7860] [--share] [--upstreams FILE]   (needs the `chat` extra)
+proute stub-upstream [--port 8001]      a fake OpenAI-compatible upstream (echoes) to try them
 
 ``infer`` routes only (prints the decision) unless ``--upstreams`` is given and
 ``--route-only`` is not: then it calls the chosen LLM and prints its answer (``--file``:
@@ -345,6 +346,13 @@ def chat_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def stub_upstream_command(args: argparse.Namespace) -> int:
+    from proute.serving.stub_upstream import serve_stub
+
+    serve_stub(args.port, args.host)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("train", "data"):
@@ -395,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="ask Gradio's share server for a public link")
+    p = sub.add_parser("stub-upstream", help="a fake OpenAI-compatible upstream that echoes (serve extra)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
     if argv and argv[0] == "evaluate":
         args, overrides = parser.parse_known_args(argv)
     else:
@@ -409,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve_command(args)
         if args.command == "chat":
             return chat_command(args)
+        if args.command == "stub-upstream":
+            return stub_upstream_command(args)
         return infer(args)
     except (RouterFormatError, ModelNotAvailableError, KeyError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
