@@ -406,9 +406,9 @@ def test_concurrent_requests_share_route_batch_calls(router_dir):
     calls = []
     route_batch = router.route_batch
 
-    def counting(requests):
+    def counting(requests, **kwargs):  # errors="return": what the batcher passes
         calls.append(len(requests))
-        return route_batch(requests)
+        return route_batch(requests, **kwargs)
 
     router.route_batch = counting
     app = create_app(router, None, unknown_user="error", max_batch=32, max_wait_ms=20.0)
@@ -444,12 +444,12 @@ def test_router_calls_run_on_one_thread(router_dir):
     active, overlaps, lock = [0], [], threading.Lock()
     route_batch = router.route_batch
 
-    def guarded(requests):
+    def guarded(requests, errors="raise"):
         with lock:
             active[0] += 1
             overlaps.append(active[0])
         try:
-            return route_batch(requests)
+            return route_batch(requests, errors)
         finally:
             with lock:
                 active[0] -= 1
@@ -521,24 +521,66 @@ def test_feedback_and_add_user(router_dir):
         assert fb.status_code == 200, fb.text
 
 
-def test_average_policy_routes_unknown_users(router_dir):
+def test_unknown_users_are_404_by_default_and_average_says_so(router_dir):
+    """The server's default is the library's: an unknown user is a 404 naming it; under
+    ``average`` it is routed as the average user, and body and headers say so."""
     from proute.router import PersonalizedRouter
 
     router = PersonalizedRouter.load(router_dir)
-    if not hasattr(router, "unknown_user"):
-        pytest.skip("this router version has no unknown-user policy")
-    try:  # the router's own average-user routing is its tests' business; here: the wiring
-        PersonalizedRouter.load(router_dir, unknown_user="average").route_single(
-            {"query": "hi", "user_id": "x"}
-        )
-    except Exception as exc:
-        pytest.skip(f"the router's average-user routing fails in-process ({type(exc).__name__}: {exc})")
-    app = create_app(router, None, warmup=False)  # the server's default: average
-    assert app.state.policy == "average" and router.unknown_user == "average"
+    app = create_app(router, None, warmup=False)
+    assert app.state.policy == "error" and router.unknown_user == "error"
     with ServerThread(app) as s:
         resp = httpx.post(s.url + "/v1/route", json={"query": "hi", "user": "stranger"}, timeout=60)
+    err = assert_error(resp, 404, "user", "unknown user_id 'stranger'")
+    assert err["code"] == "user_not_found" and "--unknown-user average" in err["message"]
+
+    app = create_app(router, None, unknown_user="average", warmup=False)
+    with ServerThread(app) as s:
+        strange = httpx.post(s.url + "/v1/route", json={"query": "hi", "user": "stranger"}, timeout=60)
+        known = httpx.post(s.url + "/v1/route", json={"query": "hi", "user": 0}, timeout=60)
+        both = {"requests": [{"query": "hi", "user": "stranger"}, {"query": "hi", "user": 0}]}
+        batch = httpx.post(s.url + "/v1/route", json=both, timeout=60).json()["results"]
+    assert strange.status_code == 200, strange.text
+    assert strange.json()["routed_as"] == strange.headers["x-proute-routed-as"] == "average"
+    assert strange.json()["model_name"] in router.llms
+    assert known.json()["routed_as"] == known.headers["x-proute-routed-as"] == "user"
+    assert [r["routed_as"] for r in batch] == ["average", "user"]
+
+
+def test_chat_completion_says_when_the_average_user_answered(router, upstreams):
+    app = create_app(router, upstreams, unknown_user="average", warmup=False)
+    try:
+        with ServerThread(app) as s:
+            resp = httpx.post(s.url + "/v1/chat/completions", json=chat("stranger", "hi"), timeout=60)
+            own = httpx.post(s.url + "/v1/chat/completions", json=chat("0", "hi"), timeout=60)
+    finally:
+        router.unknown_user = "error"  # the module's router, shared with the other tests
     assert resp.status_code == 200, resp.text
-    assert resp.json()["model_name"] in router.llms
+    assert resp.headers["x-proute-routed-as"] == resp.json()["proute"]["routed_as"] == "average"
+    assert resp.headers["x-proute-user"] == "stranger"
+    assert own.headers["x-proute-routed-as"] == own.json()["proute"]["routed_as"] == "user"
+
+
+def test_route_batch_returns_per_item_errors(router):
+    """``errors="return"``: one bad request does not fail the batch; ``"raise"`` (default)
+    still raises for the first, naming its index."""
+    good = {"query": "What is 2 + 2?", "user_id": 0}
+    batch = [good, {"query": "hi", "user_id": "nobody"}, {"query": "", "user_id": 1}]
+    batch += [{"query": "hi", "user_id": 2, "task": "no-such-task"}, {"query": "hi", "user_id": [1]}]
+    with pytest.raises(KeyError, match="request 1: unknown user_id 'nobody'"):
+        router.route_batch(batch)
+    out = router.route_batch(batch, errors="return")
+    assert out[0] == {**router.route_single(good), "routed_as": "user"}
+    assert [(r.get("index"), r.get("code")) for r in out[1:]] == [
+        (1, "unknown_user"),
+        (2, "invalid_request"),
+        (3, "unknown_task"),
+        (4, "invalid_request"),
+    ]
+    assert "unknown user_id 'nobody'" in out[1]["error"] and "'query'" in out[2]["error"]
+    assert router.route_batch(batch[1:2], errors="return")[0]["code"] == "unknown_user"
+    with pytest.raises(ValueError, match="errors='ignore'"):
+        router.route_batch(batch, errors="ignore")
 
 
 # ---------------------------------------------------------------------------- clients

@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         "--unknown-user",
         choices=("error", "average"),
         default=None,
-        help="404 for unknown users, or route them as the average user (default when supported)",
+        help="404 for unknown users (default: error), or route them as the average user",
     )
     p.add_argument("--max-batch", type=int, default=64, help="micro-batch size bound (default 64)")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="micro-batch wait bound (default 2 ms)")
