@@ -15,10 +15,9 @@ pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("fastapi")
 
-from gradio_client.exceptions import AppError  # noqa: E402
-
 import test_serve  # noqa: E402
-from proute.serving.chat import API_NAME, build_app  # noqa: E402
+from proute.serving.chat import API_NAME, NO_DECISION, build_app  # noqa: E402
+from proute.serving.chat_explain import caption, scores_table  # noqa: E402
 from proute.serving.loadtest import free_port  # noqa: E402
 from proute.serving.upstreams import message_text  # noqa: E402
 
@@ -81,7 +80,8 @@ def page(offline, router, upstreams):
 
 
 def send(page, user: str, message: str, history=(), endpoint: str = API_NAME):
-    """One message as the page's Send button (or Enter: ``endpoint=API_NAME + "_submit"``)."""
+    """One message as the page's Send button (or Enter: ``endpoint=API_NAME + "_submit"``):
+    ``(history, decision, scores, user description, status, message box)``."""
     return page.predict(user, message, list(history), api_name=f"/{endpoint}")
 
 
@@ -103,23 +103,33 @@ def test_one_exchange_shows_the_routed_model_and_its_answer(page, router, stub, 
     message = "What is 2 + 2?"
     llm, decision = decision_for(router, 0, message)
 
-    history, info, box = send(page, "0", message)
-    assert info == decision  # the routed model, its score and task, for user 0
-    assert shown(history) == [("user", message), ("assistant", f"stub stub-{llm}: {message}")]
+    history, info, scores, about, status, box = send(page, "0", message)
+    assert info == decision and status == "ok"  # the routed model, its score and task, for user 0
+    answer = f"stub stub-{llm}: {message}"
+    assert shown(history) == [("user", message), ("assistant", answer + caption(llm))]  # who answered
     assert box == ""  # the message box is cleared
     assert [(c["model"], c["body"]["user"], c["body"]["messages"]) for c in calls[before:]] == [
         (f"stub-{llm}", "0", [{"role": "user", "content": message}])
     ]
+    d = router.route_single({"query": message, "user_id": 0})
+    assert scores == scores_table(d["scores"], llm) and all(
+        f"| {m} |" in scores or m == llm for m in router.llms
+    )
+    assert about.startswith("**user `0`**: known (trained)") and "0 feedback events" in about
 
-    # the next message goes to the upstream with the conversation so far (Gradio's format read back)
+    # the next message goes to the upstream with the conversation so far (Gradio's format
+    # read back, the caption naming the LLM removed)
     follow = "And 3 + 3?"
     llm2, decision2 = decision_for(router, 0, follow)
-    history, info, _ = send(page, "0", follow, history)
+    history, info, *_ = send(page, "0", follow, history)
     assert info == decision2
-    assert shown(history)[2:] == [("user", follow), ("assistant", f"stub stub-{llm2}: {follow}")]
+    assert shown(history)[2:] == [
+        ("user", follow),
+        ("assistant", f"stub stub-{llm2}: {follow}" + caption(llm2)),
+    ]
     assert calls[-1]["body"]["messages"] == [
         {"role": "user", "content": message},
-        {"role": "assistant", "content": f"stub stub-{llm}: {message}"},
+        {"role": "assistant", "content": answer},
         {"role": "user", "content": follow},
     ]
     assert offline == []
@@ -134,9 +144,10 @@ def test_each_user_gets_their_own_model(page, router, offline):
     assert other is not None, "the tiny router sends every user to one LLM: nothing to tell apart"
     for user, endpoint in ((0, API_NAME), (other, f"{API_NAME}_submit")):  # Send button, Enter
         llm, decision = decision_for(router, user, message)
-        history, info, _ = send(page, str(user), message, endpoint=endpoint)
+        history, info, _, about, _, _ = send(page, str(user), message, endpoint=endpoint)
         assert info == decision
-        assert shown(history)[-1] == ("assistant", f"stub stub-{llm}: {message}")
+        assert shown(history)[-1] == ("assistant", f"stub stub-{llm}: {message}" + caption(llm))
+        assert f"preference weight p = {[0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0][user]:g}" in about
     assert offline == []
 
 
@@ -150,11 +161,30 @@ def test_each_user_gets_their_own_model(page, router, offline):
     ],
     ids=["unknown", "leading-zeros", "no-user", "no-message"],
 )
-def test_bad_request_is_a_clear_error(page, stub, offline, user, message, error):
+def test_bad_request_keeps_the_conversation_and_says_why(page, router, stub, offline, user, message, error):
+    """The status line says what is wrong; the conversation and the typed message stay,
+    the previous decision and scores are cleared; no upstream is called."""
+    history, *_ = send(page, "0", "What is 2 + 2?")
     calls = stub.server.config.app.state.calls
     before = len(calls)
-    with pytest.raises(AppError) as caught:
-        send(page, user, message)
-    assert str(caught.value).startswith(error)
+    kept, info, scores, about, status, box = send(page, user, message, history)
+    assert status.startswith(f"**error**: {error}")
+    assert shown(kept) == shown(history) and box == message
+    assert info == NO_DECISION and scores == ""
+    if user == "no-such-user":
+        assert about == "**user `no-such-user`**: unknown to the router"
     assert len(calls) == before  # no upstream was called
     assert offline == []
+
+
+def test_page_warms_up_the_router(router_dir, monkeypatch):
+    """build_app routes once before the page is served: the first message does not load
+    the encoder."""
+    from proute.router import PersonalizedRouter
+
+    fresh = PersonalizedRouter.load(router_dir)
+    seen = []
+    monkeypatch.setattr(fresh, "route_single", lambda r: seen.append(r) or {})
+    build_app(fresh, None)
+    assert seen == [{"query": "warm-up", "user_id": fresh.users[0]}]
+    assert build_app(fresh, None, warmup=False) is not None and len(seen) == 1

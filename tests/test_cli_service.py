@@ -196,7 +196,7 @@ def test_serve_command_as_a_process(router_dir, upstreams_file):
 def test_serve_command_refuses_a_bad_upstreams_file(router_dir, tmp_path):
     bad = tmp_path / "u.yaml"
     bad.write_text(
-        "defaults: {base_url: 'http://127.0.0.1:9/v1', api_key_env: PROUTE_SURELY_UNSET}\nllms: {}\n"
+        "defaults: {base_url: 'https://llm.invalid/v1', api_key_env: PROUTE_SURELY_UNSET}\nllms: {}\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PROUTE_SURELY_UNSET"}
     t = time.monotonic()

@@ -25,7 +25,13 @@ from conftest import ROOT  # noqa: E402
 from proute.serving.app import create_app, unknown_user_policy  # noqa: E402
 from proute.serving.loadtest import free_port  # noqa: E402
 from proute.serving.stub_upstream import stub_app  # noqa: E402
-from proute.serving.upstreams import Upstream, UpstreamsError, load_upstreams  # noqa: E402
+from proute.serving.upstreams import (  # noqa: E402
+    Upstream,
+    UpstreamsError,
+    UpstreamsWarning,
+    load_upstreams,
+    request_headers,
+)
 from serving_fixtures import KEY_ENV, TIMEOUT, ServerThread, train_tiny_router, write_upstreams  # noqa: E402
 
 
@@ -400,9 +406,9 @@ def test_concurrent_requests_share_route_batch_calls(router_dir):
     calls = []
     route_batch = router.route_batch
 
-    def counting(requests):
+    def counting(requests, **kwargs):  # errors="return": what the batcher passes
         calls.append(len(requests))
-        return route_batch(requests)
+        return route_batch(requests, **kwargs)
 
     router.route_batch = counting
     app = create_app(router, None, unknown_user="error", max_batch=32, max_wait_ms=20.0)
@@ -438,12 +444,12 @@ def test_router_calls_run_on_one_thread(router_dir):
     active, overlaps, lock = [0], [], threading.Lock()
     route_batch = router.route_batch
 
-    def guarded(requests):
+    def guarded(requests, errors="raise"):
         with lock:
             active[0] += 1
             overlaps.append(active[0])
         try:
-            return route_batch(requests)
+            return route_batch(requests, errors)
         finally:
             with lock:
                 active[0] -= 1
@@ -515,24 +521,66 @@ def test_feedback_and_add_user(router_dir):
         assert fb.status_code == 200, fb.text
 
 
-def test_average_policy_routes_unknown_users(router_dir):
+def test_unknown_users_are_404_by_default_and_average_says_so(router_dir):
+    """The server's default is the library's: an unknown user is a 404 naming it; under
+    ``average`` it is routed as the average user, and body and headers say so."""
     from proute.router import PersonalizedRouter
 
     router = PersonalizedRouter.load(router_dir)
-    if not hasattr(router, "unknown_user"):
-        pytest.skip("this router version has no unknown-user policy")
-    try:  # the router's own average-user routing is its tests' business; here: the wiring
-        PersonalizedRouter.load(router_dir, unknown_user="average").route_single(
-            {"query": "hi", "user_id": "x"}
-        )
-    except Exception as exc:
-        pytest.skip(f"the router's average-user routing fails in-process ({type(exc).__name__}: {exc})")
-    app = create_app(router, None, warmup=False)  # the server's default: average
-    assert app.state.policy == "average" and router.unknown_user == "average"
+    app = create_app(router, None, warmup=False)
+    assert app.state.policy == "error" and router.unknown_user == "error"
     with ServerThread(app) as s:
         resp = httpx.post(s.url + "/v1/route", json={"query": "hi", "user": "stranger"}, timeout=60)
+    err = assert_error(resp, 404, "user", "unknown user_id 'stranger'")
+    assert err["code"] == "user_not_found" and "--unknown-user average" in err["message"]
+
+    app = create_app(router, None, unknown_user="average", warmup=False)
+    with ServerThread(app) as s:
+        strange = httpx.post(s.url + "/v1/route", json={"query": "hi", "user": "stranger"}, timeout=60)
+        known = httpx.post(s.url + "/v1/route", json={"query": "hi", "user": 0}, timeout=60)
+        both = {"requests": [{"query": "hi", "user": "stranger"}, {"query": "hi", "user": 0}]}
+        batch = httpx.post(s.url + "/v1/route", json=both, timeout=60).json()["results"]
+    assert strange.status_code == 200, strange.text
+    assert strange.json()["routed_as"] == strange.headers["x-proute-routed-as"] == "average"
+    assert strange.json()["model_name"] in router.llms
+    assert known.json()["routed_as"] == known.headers["x-proute-routed-as"] == "user"
+    assert [r["routed_as"] for r in batch] == ["average", "user"]
+
+
+def test_chat_completion_says_when_the_average_user_answered(router, upstreams):
+    app = create_app(router, upstreams, unknown_user="average", warmup=False)
+    try:
+        with ServerThread(app) as s:
+            resp = httpx.post(s.url + "/v1/chat/completions", json=chat("stranger", "hi"), timeout=60)
+            own = httpx.post(s.url + "/v1/chat/completions", json=chat("0", "hi"), timeout=60)
+    finally:
+        router.unknown_user = "error"  # the module's router, shared with the other tests
     assert resp.status_code == 200, resp.text
-    assert resp.json()["model_name"] in router.llms
+    assert resp.headers["x-proute-routed-as"] == resp.json()["proute"]["routed_as"] == "average"
+    assert resp.headers["x-proute-user"] == "stranger"
+    assert own.headers["x-proute-routed-as"] == own.json()["proute"]["routed_as"] == "user"
+
+
+def test_route_batch_returns_per_item_errors(router):
+    """``errors="return"``: one bad request does not fail the batch; ``"raise"`` (default)
+    still raises for the first, naming its index."""
+    good = {"query": "What is 2 + 2?", "user_id": 0}
+    batch = [good, {"query": "hi", "user_id": "nobody"}, {"query": "", "user_id": 1}]
+    batch += [{"query": "hi", "user_id": 2, "task": "no-such-task"}, {"query": "hi", "user_id": [1]}]
+    with pytest.raises(KeyError, match="request 1: unknown user_id 'nobody'"):
+        router.route_batch(batch)
+    out = router.route_batch(batch, errors="return")
+    assert out[0] == {**router.route_single(good), "routed_as": "user"}
+    assert [(r.get("index"), r.get("code")) for r in out[1:]] == [
+        (1, "unknown_user"),
+        (2, "invalid_request"),
+        (3, "unknown_task"),
+        (4, "invalid_request"),
+    ]
+    assert "unknown user_id 'nobody'" in out[1]["error"] and "'query'" in out[2]["error"]
+    assert router.route_batch(batch[1:2], errors="return")[0]["code"] == "unknown_user"
+    with pytest.raises(ValueError, match="errors='ignore'"):
+        router.route_batch(batch, errors="ignore")
 
 
 # ---------------------------------------------------------------------------- clients
@@ -607,5 +655,46 @@ def test_upstreams_file_defaults_and_example(router, tmp_path, monkeypatch):
     assert len(loaded) == 9 and all(u.base_url.startswith("http://127.0.0.1") for u in loaded.values())
     assert loaded["gemma-2-9b-it"].model == "google/gemma-2-9b-it"
     monkeypatch.delenv("OPENAI_API_KEY")
-    with pytest.raises(UpstreamsError, match="OPENAI_API_KEY"):
-        load_upstreams(example)
+    with pytest.warns(UpstreamsWarning, match="'OPENAI_API_KEY'.*without a key") as caught:
+        keyless = load_upstreams(example)  # its base_url is this machine's: no key is fine
+    assert len(caught) == 1 and keyless == loaded  # one warning per variable and endpoint
+    remote = tmp_path / "remote.yaml"
+    remote.write_text(example.read_text().replace("http://127.0.0.1:8001/v1", "https://llm.example.com/v1"))
+    with pytest.raises(UpstreamsError, match="remote.yaml: field defaults.api_key_env .*'OPENAI_API_KEY'"):
+        load_upstreams(remote)
+
+
+def test_upstreams_file_with_only_defaults_serves_every_llm(router, tmp_path):
+    """conf/upstreams.local.yaml (the README's quick start): no `llms`, no key."""
+    local = load_upstreams(ROOT / "conf" / "upstreams.local.yaml", router.llms)
+    assert local == {m: Upstream(m, "http://127.0.0.1:8001/v1", m, None, 60.0) for m in router.llms}
+    path = tmp_path / "u.yaml"
+    path.write_text("defaults: {base_url: 'http://h:1/v1', timeout: 5}\n")
+    assert {u.base_url for u in load_upstreams(path, router.llms).values()} == {"http://h:1/v1"}
+    assert load_upstreams(path) == {}  # without the router's LLMs: only those listed
+
+
+@pytest.mark.parametrize(
+    "url, local",
+    [
+        ("http://127.0.0.1:8001/v1", True),
+        ("http://localhost/v1", True),
+        ("http://[::1]:8/v1", True),
+        ("http://127.1.2.3/v1", True),
+        ("https://api.example.com/v1", False),
+        ("http://10.0.0.5:8000/v1", False),
+        ("http://localhost.example.com/v1", False),
+    ],
+)
+def test_an_unset_key_is_an_error_only_beyond_this_machine(tmp_path, router, monkeypatch, url, local):
+    monkeypatch.delenv("PROUTE_UNSET_VAR_Y", raising=False)
+    path = tmp_path / "u.yaml"
+    own = f"{router.llms[0]}: {{api_key_env: PROUTE_UNSET_VAR_Y}}"
+    path.write_text(f"defaults: {{base_url: '{url}'}}\nllms: {{{own}}}\n")
+    if local:
+        with pytest.warns(UpstreamsWarning, match="PROUTE_UNSET_VAR_Y"):
+            ups = load_upstreams(path, router.llms)
+        assert "authorization" not in request_headers(ups[router.llms[0]])
+    else:
+        with pytest.raises(UpstreamsError, match=f"field llms.{router.llms[0]}.api_key_env"):
+            load_upstreams(path, router.llms)

@@ -16,7 +16,7 @@ from proute.cli.hydra_commands import run_hydra
 from proute.cli.infer import infer
 from proute.cli.parser import build_parser
 from proute.cli.requests_io import read_requests, write_atomically
-from proute.cli.services import chat_command, serve_command
+from proute.cli.services import chat_command, serve_command, stub_upstream_command
 
 __all__ = [
     "chat_command",
@@ -27,6 +27,7 @@ __all__ = [
     "metrics_table",
     "read_requests",
     "serve_command",
+    "stub_upstream_command",
     "write_atomically",
 ]
 
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         args, overrides = parser.parse_known_args(argv)
     else:
         args, overrides = parser.parse_args(argv), []
+    if args.command == "stub-upstream":  # no router
+        return stub_upstream_command(args)
     _resolve_router(parser, args, overrides)
     from proute.data.text_encoders import ModelNotAvailableError
     from proute.router import RouterFormatError

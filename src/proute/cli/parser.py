@@ -22,6 +22,7 @@ commands:
   proute evaluate ROUTER [--split test] [--allow-overlap] [hydra overrides: dataset=, ...]
   proute serve ROUTER [--host 127.0.0.1] [--port 8000] [--upstreams FILE] [--unknown-user P]
   proute chat ROUTER [--port 7860] [--share] [--upstreams FILE]   (needs the chat extra)
+  proute stub-upstream [--port 8001]   a fake OpenAI-compatible upstream (echoes) to try them
 
 ROUTER is an exported router directory (also --router ROUTER). train and data take
 Hydra overrides (group=option, key=value); --config FILE.yaml adds the overrides of a
@@ -97,7 +98,7 @@ def _serve(sub) -> None:
         "--unknown-user",
         choices=UNKNOWN_USER_POLICIES,
         default=None,
-        help="404 for unknown users, or route them as the average user (default when supported)",
+        help="404 for unknown users (default: error), or route them as the average user",
     )
     p.add_argument("--max-batch", type=int, default=64, help="micro-batch size bound (default 64)")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="micro-batch wait bound (default 2 ms)")
@@ -115,6 +116,12 @@ def _chat(sub) -> None:
     p.add_argument("--share", action="store_true", help="ask Gradio's share server for a public link")
 
 
+def _stub_upstream(sub) -> None:
+    p = sub.add_parser("stub-upstream", help="a fake OpenAI-compatible upstream that echoes (serve extra)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="proute",
@@ -129,4 +136,5 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluate(sub)
     _serve(sub)
     _chat(sub)
+    _stub_upstream(sub)
     return parser

@@ -39,3 +39,11 @@ def chat_command(args: argparse.Namespace) -> int:
 
     launch(args.router, args.upstreams, host=args.host, port=args.port, share=args.share)
     return 0
+
+
+def stub_upstream_command(args: argparse.Namespace) -> int:
+    """``proute stub-upstream``: an OpenAI-compatible upstream that echoes, until interrupted."""
+    from proute.serving.stub_upstream import serve_stub
+
+    serve_stub(args.port, args.host)
+    return 0

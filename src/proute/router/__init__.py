@@ -275,18 +275,26 @@ class PersonalizedRouter:
         one snapshot of the state (:func:`proute.router.routing.score` for the arguments)."""
         return routing.score(self._state, self.encode, queries, user_ids, tasks, query_emb, task_mode)
 
-    def route_batch(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def route_batch(self, requests: Sequence[dict[str, Any]], errors: str = "raise") -> list[dict[str, Any]]:
         """Route ``[{"query": str, "user_id": id, "task": optional, "explore": optional}, ...]``.
+
+        Each decision is ``{"model_name", "scores", "user_id", "task", "routed_as"}``:
+        ``routed_as`` is ``"average"`` when the user is unknown and was routed as the
+        population's average user (``unknown_user="average"``), else ``"user"``.
 
         ``"explore": true`` draws the LLM from the softmax of the scores instead of taking
         the best (``greedy_model_name`` is then the best): what lets bandit
         :meth:`feedback` improve a user, who would otherwise only ever report on the LLM
         the router already prefers (experiments/new_users/README.md).
 
-        A bad request raises before anything is routed: ``ValueError`` (malformed) or
-        ``KeyError`` (unknown user or task), its message starting ``request <index>: ``.
+        ``errors="raise"`` (default): a bad request raises before anything is routed:
+        ``ValueError`` (malformed) or ``KeyError`` (unknown user or task), its message
+        starting ``request <index>: ``. ``errors="return"``: a bad request gets
+        ``{"index": i, "error": message, "code": "unknown_user" | "unknown_task" |
+        "invalid_request"}`` in its place and the others are routed (what the server's
+        batches use).
         """
-        return routing.route_batch(self._state, self.encode, requests)
+        return routing.route_batch(self._state, self.encode, requests, errors)
 
     def route_single(self, request: dict[str, Any]) -> dict[str, Any]:
         """Route one ``{"query": str, "user_id": id[, "task": str]}``."""

@@ -162,15 +162,45 @@ def score(
     return logits.float().cpu().numpy(), [state.tasks[i] for i in task_idx.tolist()]
 
 
+#: What :func:`route_batch` does with a bad request: raise for the first, or return its error in its place.
+BATCH_ERRORS = ("raise", "return")
+
+
+def error_code(error: BaseException) -> str:
+    """``unknown_user``, ``unknown_task`` or ``invalid_request``: what kind of problem a
+    :func:`request_error` is (``KeyError`` for the unknown ids, ``ValueError`` otherwise)."""
+    message = str(error.args[0]) if error.args else ""
+    if isinstance(error, KeyError):
+        return "unknown_user" if message.startswith("unknown user") else "unknown_task"
+    return "invalid_request"
+
+
 def route_batch(
-    state: RouterState, encode: Encode, requests: Sequence[dict[str, Any]]
+    state: RouterState, encode: Encode, requests: Sequence[dict[str, Any]], errors: str = "raise"
 ) -> list[dict[str, Any]]:
     """Route ``[{"query": str, "user_id": id, "task": optional, "explore": optional}, ...]``
-    (:meth:`proute.router.PersonalizedRouter.route_batch`)."""
-    for i, r in enumerate(requests):
-        error = request_error(state, r)
-        if error is not None:
+    (:meth:`proute.router.PersonalizedRouter.route_batch`). ``errors="raise"``: the first bad
+    request raises (``request i: ...``) before anything is routed; ``"return"``: a bad
+    request gets ``{"index", "error", "code"}`` in its place (:func:`error_code`) and the
+    others are routed."""
+    if errors not in BATCH_ERRORS:
+        raise ValueError(f"errors={errors!r}; expected one of {list(BATCH_ERRORS)}")
+    problems = [request_error(state, r) for r in requests]
+    out: list[dict[str, Any]] = []
+    for i, error in enumerate(problems):
+        if error is not None and errors == "raise":
             raise type(error)(f"request {i}: {error.args[0]}")
+        out.append({} if error is None else {"index": i, "error": error.args[0], "code": error_code(error)})
+    ok = [i for i, e in enumerate(problems) if e is None]
+    if ok:
+        for i, d in zip(ok, _decide(state, encode, [requests[i] for i in ok]), strict=True):
+            out[i] = d
+    return out
+
+
+def _decide(state: RouterState, encode: Encode, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The decisions of checked requests; ``routed_as``: ``"user"``, or ``"average"`` for a
+    user the router does not know, routed as the population's average user."""
     scores, tasks = score(
         state,
         encode,
@@ -187,6 +217,7 @@ def route_batch(
             "scores": dict(zip(llms, map(float, s), strict=True)),
             "user_id": r["user_id"],
             "task": t,
+            "routed_as": "user" if user_key(r["user_id"]) in state.user_index else "average",
         }
         if rng is not None and r.get("explore"):
             p = np.exp(s - s.max())

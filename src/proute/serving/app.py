@@ -14,7 +14,8 @@ Endpoints (:mod:`proute.serving.endpoints`, one module each):
 Requests and answers are pydantic models (:mod:`proute.serving.schemas`). Errors are
 OpenAI-style ``{"error": {"message", "type", "param", "code"}}`` (:mod:`proute.serving.errors`):
 400 for a body that is not a JSON object or lacks a required field, 422 for a field with a
-bad value (both name it in ``param``), 404 for an unknown user under the ``error`` policy,
+bad value (both name it in ``param``), 404 for an unknown user under the ``error`` policy
+(the default; ``average`` routes it as the population's average user and says so),
 502 naming the upstream when it fails, answers an error status or times out.
 
 Routing is micro-batched on the router's one thread (:mod:`proute.serving.batching`).
@@ -24,16 +25,17 @@ from __future__ import annotations
 
 import contextlib
 
-from proute.router import UNKNOWN_USER_AVERAGE, UNKNOWN_USER_ERROR, UNKNOWN_USER_POLICIES
+from proute.router import UNKNOWN_USER_ERROR, UNKNOWN_USER_POLICIES
 from proute.serving.upstreams import Upstream
 
 
 def unknown_user_policy(router, policy: str | None) -> str:
-    """Set the router's unknown-user policy; ``None`` picks ``average`` when the router
-    supports a policy at all, else ``error`` (the behaviour of routers without one)."""
+    """Set the router's unknown-user policy; ``None`` is ``error`` (as the Python API,
+    ``proute infer`` and ``proute chat``): an unknown user is a 404 naming it, unless the
+    server is started with ``average``, and then its decisions say ``routed_as: average``."""
     supported = hasattr(router, "unknown_user")
     if policy is None:
-        policy = UNKNOWN_USER_AVERAGE if supported else UNKNOWN_USER_ERROR
+        policy = UNKNOWN_USER_ERROR
     if policy not in UNKNOWN_USER_POLICIES:
         raise ValueError(f"unknown_user={policy!r}; expected one of {list(UNKNOWN_USER_POLICIES)}")
     if supported:
@@ -91,8 +93,9 @@ def create_app(
 
     ``upstreams``: ``{llm: Upstream}`` (:func:`proute.serving.upstreams.load_upstreams`); without
     it ``/v1/chat/completions`` answers 503 and routing still works. ``unknown_user``:
-    ``"error"`` (404) or ``"average"`` (the population's average user; needs a router that
-    supports it), default ``average`` when supported. ``threads``: torch's intra-op threads
+    ``"error"`` (404 naming the user; the default) or ``"average"`` (the population's average
+    user, said by ``routed_as`` and the header ``x-proute-routed-as``; needs a router that
+    supports it). ``threads``: torch's intra-op threads
     for routing (default: torch's own choice, one per core); on a machine shared with other
     jobs, 1 avoids the oversubscription that multiplies latency (see scripts/loadtest.py).
     ``warmup``: load the text encoder at start-up, not at the first request.

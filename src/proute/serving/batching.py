@@ -4,8 +4,9 @@ Route requests are queued; one background task takes what has arrived (waiting a
 ``max_wait_ms`` after the first, up to ``max_batch``) and routes it in one
 ``route_batch`` call — one text encoding and one scoring pass — on the router's own
 thread, so routing never blocks the event loop. Each request is checked on its own first
-(``router.request_error``: is the user known, the task): a bad one gets its own error and
-the rest of its batch is routed. All router calls (routing, feedback, new users) run on that
+(``route_batch(..., errors="return")``, or ``router.request_error`` first for a router
+without it: is the user known, the task): a bad one gets its own error and the rest of its
+batch is routed. All router calls (routing, feedback, new users) run on that
 one thread (:class:`RouterThread`), so state that feedback and new users change is never
 read half-written.
 """
@@ -13,6 +14,7 @@ read half-written.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -107,24 +109,60 @@ class MicroBatcher:
 
     def _route(self, requests: list[dict]) -> list:
         """On the router's thread: each request's decision or its own exception."""
+        if returns_errors(self.router.route_batch):
+            try:
+                results = [_item(d) for d in self.router.route_batch(requests, errors="return")]
+            except Exception:  # something request_error did not foresee: one by one
+                results = [self._one(r) for r in requests]
+            self._count(sum(1 for r in results if not isinstance(r, BaseException)))
+            return results
+        return self._route_checked(requests)
+
+    def _count(self, n: int) -> None:
+        if n:
+            self.batches += 1
+            self.requests += n
+            self.largest = max(self.largest, n)
+
+    def _one(self, request: dict) -> Any:
+        try:
+            return self.router.route_batch([request])[0]
+        except Exception as exc:
+            return exc
+
+    def _route_checked(self, requests: list[dict]) -> list:
+        """:meth:`_route` for a router whose ``route_batch`` raises for a bad request: each
+        is checked first (``request_error``), the good ones routed together."""
         router = self.router
         results: list = [router.request_error(r) for r in requests]
         ok = [i for i, e in enumerate(results) if e is None]
         if not ok:
             return results
-        self.batches += 1
-        self.requests += len(ok)
-        self.largest = max(self.largest, len(ok))
+        self._count(len(ok))
         try:
             for i, decision in zip(ok, router.route_batch([requests[i] for i in ok]), strict=True):
                 results[i] = decision
         except Exception:  # something request_error did not foresee: route one by one
             for i in ok:
-                try:
-                    results[i] = router.route_batch([requests[i]])[0]
-                except Exception as exc:
-                    results[i] = exc
+                results[i] = self._one(requests[i])
         return results
+
+
+def returns_errors(route_batch: Callable) -> bool:
+    """Whether ``route_batch`` takes ``errors="return"`` (per-request errors in place)."""
+    try:
+        return "errors" in inspect.signature(route_batch).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _item(d: dict[str, Any]) -> Any:
+    """A decision, or the exception of an item of ``route_batch(..., errors="return")``:
+    ``KeyError`` for an unknown user or task, ``ValueError`` for a malformed request (as
+    ``request_error`` gives them, so the server answers 404 / 422 alike)."""
+    if "error" not in d:
+        return d
+    return (KeyError if d.get("code") in ("unknown_user", "unknown_task") else ValueError)(d["error"])
 
 
 class RouterThread:

@@ -93,7 +93,8 @@ def router_error(exc: BaseException, user_field: str = "user") -> APIError:
     message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
     if isinstance(exc, KeyError):
         if "unknown user" in message:
-            return APIError(404, message, user_field, "user_not_found")
+            hint = " (proute serve --unknown-user average routes unknown users as the average user)"
+            return APIError(404, message + hint, user_field, "user_not_found")
         return APIError(422, message, "task" if "unknown task" in message else None, "invalid_value")
     if isinstance(exc, ValueError):
         m = _FIELD.search(message)

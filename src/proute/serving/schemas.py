@@ -266,6 +266,9 @@ class RouteDecision(_Open):
     user_id: int | str
     task: str | None
     score: float = Field(description="the chosen LLM's score")
+    routed_as: Literal["user", "average"] = Field(
+        "user", description="'average': an unknown user routed as the population's average user"
+    )
 
 
 class RouteItemError(ErrorResponse):

@@ -8,7 +8,11 @@ message that contains ``STUB_FAIL`` is answered with HTTP 500, ``STUB_BADJSON`` 
 that is not JSON, ``STUB_STALL`` after ``stall_s`` seconds and, when streaming,
 ``STUB_BREAK`` stalls after the first chunk.
 
-    python -m proute.serving.stub_upstream PORT      # on 127.0.0.1, until interrupted
+It answers every model name it is asked for (``GET /v1/models`` lists those it was asked
+for so far) and needs no key.
+
+    proute stub-upstream [--port 8001]                # on 127.0.0.1, until interrupted
+    python -m proute.serving.stub_upstream PORT       # the same
 """
 
 import asyncio
@@ -65,8 +69,13 @@ def stub_app(stall_s: float = 30.0):
     from fastapi import FastAPI, Request  # the serve extra
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-    app = FastAPI()
+    app = FastAPI(title="proute stub upstream")
     app.state.calls = []
+
+    @app.get("/v1/models")
+    async def models():
+        names = dict.fromkeys(str(c["model"]) for c in app.state.calls)
+        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "stub"} for m in names]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -92,11 +101,12 @@ def stub_app(stall_s: float = 30.0):
     return app
 
 
-def serve_stub(port: int) -> None:
-    """Serve the stub on ``127.0.0.1:port`` until interrupted."""
+def serve_stub(port: int, host: str = HOST) -> None:
+    """Serve the stub on ``host:port`` until interrupted."""
     import uvicorn  # the serve extra
 
-    uvicorn.run(stub_app(), host=HOST, port=port, log_level="warning")
+    print(f"proute stub-upstream: an OpenAI-compatible echo on http://{host}:{port}/v1", flush=True)
+    uvicorn.run(stub_app(), host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,16 @@ can choose to an OpenAI-compatible chat-completions endpoint::
         model: meta-llama/Llama-3.1-8B-Instruct
         api_key_env: LLAMA_API_KEY
 
-The file never holds a key, only the name of the environment variable that does; a named
-variable that is unset is an error when the file is read, not at the first request. A
-problem of the file is an :class:`UpstreamsError` naming the file and the field.
+``llms`` may be left out: with only ``defaults`` (``conf/upstreams.local.yaml``) every LLM
+of the router is served at ``defaults.base_url`` under its own name.
+
+The file never holds a key, only the name of the environment variable that does. A named
+variable that is unset is an error when the file is read (not at the first request: a
+server that starts and then fails every call is worse) for an endpoint beyond this
+machine; for a loopback ``base_url`` (``127.0.0.1``, ``localhost``, ``::1``: a local vLLM,
+llama.cpp or ``proute stub-upstream``, which usually take no key) it is an
+:class:`UpstreamsWarning` and the calls go without a key. A problem of the file is an
+:class:`UpstreamsError` naming the file and the field.
 
 :func:`chat_url`/:func:`request_headers` build the request; :func:`complete` is the
 blocking call of ``proute infer`` and ``proute chat``; the server forwards with its own
@@ -26,8 +33,11 @@ naming the upstream.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import urllib.parse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -38,6 +48,22 @@ DEFAULT_TIMEOUT = 60.0
 
 class UpstreamsError(ValueError):
     """The upstreams file is unreadable, malformed, or does not cover the router's LLMs."""
+
+
+class UpstreamsWarning(UserWarning):
+    """An upstreams file's api_key_env names an unset variable for a loopback endpoint: its
+    calls go without a key."""
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (``localhost`` or a loopback address)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class UpstreamError(RuntimeError):
@@ -123,15 +149,37 @@ def _one(path: Path, where: str, raw: Any, defaults: dict[str, Any], llm: str) -
             raise UpstreamsError(
                 f"{path}: field {where}.api_key_env must name an environment variable, got {env!r}"
             )
-        if env not in os.environ:
-            raise UpstreamsError(
-                f"{path}: field {where}.api_key_env names the environment variable {env!r}, "
-                "which is not set; export it (the file holds the variable's name, never the key)"
-            )
     headers = spec.get("headers") or {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise UpstreamsError(f"{path}: field {where}.headers must map header names to strings")
     return Upstream(llm, base_url, model, env, float(timeout), tuple((str(k), v) for k, v in headers.items()))
+
+
+def _check_keys(path: Path, out: dict[str, Upstream], listed: dict) -> None:
+    """Unset ``api_key_env`` variables: an error for an endpoint beyond this machine, one
+    warning per (variable, loopback endpoint) otherwise (see the module docstring)."""
+    keyless: dict[tuple[str, str], list[str]] = {}
+    for name, up in out.items():
+        env = up.api_key_env
+        if env is None or env in os.environ:
+            continue
+        own = listed.get(name)
+        where = f"llms.{name}" if isinstance(own, dict) and "api_key_env" in own else "defaults"
+        if not is_loopback(up.base_url):
+            raise UpstreamsError(
+                f"{path}: field {where}.api_key_env names the environment variable {env!r}, which is "
+                f"not set, and {up.base_url} is not on this machine; export it (the file holds the "
+                "variable's name, never the key), or remove api_key_env if the endpoint takes no key"
+            )
+        keyless.setdefault((env, up.base_url), []).append(name)
+    for (env, url), names in keyless.items():
+        warnings.warn(
+            UpstreamsWarning(
+                f"{path}: the environment variable {env!r} (api_key_env) is not set; calling "
+                f"{url} (this machine) without a key for {names}"
+            ),
+            stacklevel=3,
+        )
 
 
 def load_upstreams(path: str | os.PathLike, llms: Iterable[str] | None = None) -> dict[str, Upstream]:
@@ -139,7 +187,8 @@ def load_upstreams(path: str | os.PathLike, llms: Iterable[str] | None = None) -
 
     With ``llms`` (the router's LLM names), every one must have an upstream: listed under
     ``llms:``, or, when ``defaults`` gives a ``base_url``, served there under its own name.
-    An LLM in the file that the router does not know is an error too (a typo).
+    An LLM in the file that the router does not know is an error too (a typo). Without
+    ``llms``, only the LLMs the file lists are returned.
     """
     import yaml
 
@@ -154,8 +203,14 @@ def load_upstreams(path: str | os.PathLike, llms: Iterable[str] | None = None) -
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UpstreamsError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("llms"), dict):
-        raise UpstreamsError(f"{path}: expected a mapping with a field 'llms' (LLM name -> its endpoint)")
+    if not isinstance(doc, dict) or not ({"defaults", "llms"} & set(doc)):
+        raise UpstreamsError(
+            f"{path}: expected a mapping with a field 'defaults' (where every LLM is served) "
+            "and/or 'llms' (LLM name -> its endpoint)"
+        )
+    listed = doc.get("llms") or {}
+    if not isinstance(listed, dict):
+        raise UpstreamsError(f"{path}: field 'llms' must map LLM names to their endpoints, got {listed!r}")
     extra = sorted(set(doc) - {"defaults", "llms"})
     if extra:
         raise UpstreamsError(f"{path}: unknown top-level field {extra[0]!r}; expected 'defaults' and 'llms'")
@@ -169,9 +224,7 @@ def load_upstreams(path: str | os.PathLike, llms: Iterable[str] | None = None) -
             f"{path}: field defaults.{bad!r} is not allowed; 'defaults' takes "
             f"{[k for k in _KEYS if k != 'model']} (each LLM's model name is its own)"
         )
-    out = {
-        str(name): _one(path, f"llms.{name}", raw, defaults, str(name)) for name, raw in doc["llms"].items()
-    }
+    out = {str(name): _one(path, f"llms.{name}", raw, defaults, str(name)) for name, raw in listed.items()}
     if llms is not None:
         llms = list(llms)
         strangers = sorted(set(out) - set(llms))
@@ -185,6 +238,7 @@ def load_upstreams(path: str | os.PathLike, llms: Iterable[str] | None = None) -
             )
         for m in missing:
             out[m] = _one(path, "defaults", {}, defaults, m)
+    _check_keys(path, out, listed)
     return out
 
 

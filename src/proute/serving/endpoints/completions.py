@@ -4,9 +4,11 @@
 chosen LLM's upstream (:mod:`proute.serving.upstreams`) as the client sent it, with the
 upstream's model name and without proute's ``task``; the answer is the upstream's JSON with
 the decision added as ``proute`` and the headers ``x-proute-model``, ``x-proute-user``,
-``x-proute-score`` and ``x-proute-task``. ``stream: true`` passes the upstream's
-server-sent events through (the decision in the headers). An upstream that fails, answers
-an error status or times out is a 502 naming it.
+``x-proute-score``, ``x-proute-task`` and ``x-proute-routed-as`` (``average`` when an
+unknown user was routed as the average user under ``--unknown-user average``, else
+``user``). ``stream: true`` passes the upstream's server-sent events through (the
+decision in the headers). An upstream that fails, answers an error status or times out is
+a 502 naming it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def decision_headers(d: dict[str, Any]) -> dict[str, str]:
         "x-proute-user": _header(d["user_id"]),
         "x-proute-score": f"{d['score']:.6g}",
         "x-proute-task": _header(d.get("task")),
+        "x-proute-routed-as": _header(d.get("routed_as", "user")),
     }
 
 

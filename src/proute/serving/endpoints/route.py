@@ -1,5 +1,6 @@
 """``POST /v1/route``: route only. ``{"query", "user" | "user_id"[, "task"][, "explore"]}``
-answers one decision; ``{"requests": [...]}`` answers ``{"results": [...]}`` in order, a
+answers one decision (``routed_as`` and the header ``x-proute-routed-as``: ``average`` for an
+unknown user routed as the average user); ``{"requests": [...]}`` answers ``{"results": [...]}`` in order, a
 bad item getting its own ``{"error": {...}, "status"}`` without failing the others."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from proute.serving.endpoints import ServiceDep
 from proute.serving.errors import APIError
@@ -26,9 +27,11 @@ async def _item(service: Service, i: int, item: Any) -> dict[str, Any]:
 
 
 @router.post("/v1/route", response_model=RouteDecision | RouteResults)
-async def route(request: Request, service: ServiceDep):
+async def route(request: Request, response: Response, service: ServiceDep):
     body = json_object(await request.body())
     if "requests" not in body:
-        return await service.route(validated(RouteRequest, body))
+        d = await service.route(validated(RouteRequest, body))
+        response.headers["x-proute-routed-as"] = str(d.get("routed_as", "user"))
+        return d
     items = validated(RouteBatchRequest, body).requests
     return {"results": list(await asyncio.gather(*(_item(service, i, x) for i, x in enumerate(items))))}
