@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from proute.data.ids import UserIdError, user_key
-from proute.router.state import UNKNOWN_USER_ERROR, RouterState, check_task_mode, with_user_rows
+from proute.router.state import RouterState, check_task_mode, with_user_rows
 from proute.router.task_inference import SOFT
+from proute.schema import UNKNOWN_USER_AVERAGE, UNKNOWN_USER_ERROR
 
 #: ``encode(texts) -> [n, query_dim]`` embeddings (the router's text encoder).
 Encode = Callable[[Sequence[str]], np.ndarray]
@@ -217,7 +218,7 @@ def _decide(state: RouterState, encode: Encode, requests: Sequence[dict[str, Any
             "scores": dict(zip(llms, map(float, s), strict=True)),
             "user_id": r["user_id"],
             "task": t,
-            "routed_as": "user" if user_key(r["user_id"]) in state.user_index else "average",
+            "routed_as": "user" if user_key(r["user_id"]) in state.user_index else UNKNOWN_USER_AVERAGE,
         }
         if rng is not None and r.get("explore"):
             p = np.exp(s - s.max())

@@ -21,6 +21,7 @@ import os
 import threading
 from typing import Any
 
+from proute.schema import UNKNOWN_USER_AVERAGE
 from proute.serving.chat_explain import SCALE, caption, describe_user, scores_table, strip_caption
 from proute.serving.upstreams import UpstreamError, answer_text, complete, message_text
 from proute.serving.user_ids import text_user_id
@@ -85,7 +86,7 @@ def make_responder(router, upstreams: dict | None = None, lock: threading.Lock |
             about = describe_user(router, user)
         model, score = d["model_name"], float(d["scores"][d["model_name"]])
         info = f"**{model}** (score {score:.3f}, task `{d['task']}`) for user `{user}`"
-        if d.get("routed_as") == "average":
+        if d.get("routed_as") == UNKNOWN_USER_AVERAGE:
             info += " (routed as the population's average user)"
         status = "ok"
         previous = _history_messages(history)

@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from proute.data.ids import user_key
+from proute.schema import UNKNOWN_USER_AVERAGE
 
 _CAPTION = re.compile(r"\n\n_answered by [^\n]*_\s*\Z")
 SCALE = (
@@ -86,7 +87,7 @@ def describe_user(router, user_id: Any) -> str:
     evidence = state.evidence.get(key)
     events = evidence.num_outcomes if evidence is not None else 0
     if row is None:
-        if state.unknown_user == "average":
+        if state.unknown_user == UNKNOWN_USER_AVERAGE:
             return f"**user `{key}`**: new to the router, routed as the population's average user"
         return f"**user `{key}`**: unknown to the router"
     if row >= state.num_trained_users:
