@@ -141,25 +141,39 @@ def test_same_seed_same_metrics_other_seed_differs(train_cfg, tmp_path):
     assert c["train/loss"].tolist() != hist_a["train/loss"].tolist()
 
 
-def test_deterministic_fit_sets_dgls_own_thread_pool_to_one_and_restores_it(train_cfg, tmp_path, monkeypatch):
+def test_a_deterministic_run_builds_and_fits_on_one_thread_and_restores_the_counts(
+    train_cfg, tmp_path, monkeypatch
+):
     """DGL's kernels read a thread count of their own, which torch.set_num_threads does not
-    always reach: with transformers imported (a cold embedding cache loads the text encoder)
-    the default run's first loss was 2.0971 instead of 2.0903 until the trainer set DGL's
-    count too. A deterministic fit sets it to one for the fit and puts the old one back."""
+    reach, and the graph built on two threads gave other numbers once scikit-learn was
+    imported first (a cold embedding cache imports it with the text encoder): the default
+    run's first loss was 2.0971 instead of 2.0903. A deterministic run holds torch and DGL
+    at one thread from the data to the report (the graph's build included) and puts the
+    old counts back; a run that is not deterministic leaves them alone."""
     import dgl
+    import torch
 
-    calls = []
-    real_set = dgl.utils.set_num_threads
+    import proute.train as train_module
 
-    def spy(n):
-        calls.append(n)
-        real_set(n)
+    seen = []
+    real_build = train_module.build_graph_from
 
-    monkeypatch.setattr(dgl.utils, "set_num_threads", spy)
-    before = dgl.utils.get_num_threads()
-    run(train_cfg("train_epoch=1", "trainer.deterministic=true"), tmp_path / "a")
-    assert calls == [1, before]
-    assert dgl.utils.get_num_threads() == before
+    def spy(prepared, graph_cfg):
+        seen.append((torch.get_num_threads(), dgl.utils.get_num_threads()))
+        return real_build(prepared, graph_cfg)
+
+    monkeypatch.setattr(train_module, "build_graph_from", spy)
+    torch.set_num_threads(2)
+    dgl.utils.set_num_threads(2)
+    try:
+        run(train_cfg("train_epoch=1", "trainer.deterministic=true"), tmp_path / "a")
+        assert seen == [(1, 1)]
+        assert (torch.get_num_threads(), dgl.utils.get_num_threads()) == (2, 2)
+        run(train_cfg("train_epoch=1"), tmp_path / "b")
+        assert seen[1] == (2, 2)
+    finally:
+        torch.set_num_threads(1)
+        dgl.utils.set_num_threads(1)
 
 
 @pytest.mark.parametrize("trainer", ["fullgraph", "minibatch"])

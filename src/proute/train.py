@@ -34,7 +34,7 @@ from proute.evaluation.metrics import flat
 from proute.evaluation.reporting import run_summary, write_history, write_run_report, write_test_outcomes
 from proute.graph import RoutingGraph, build_graph
 from proute.training import lifecycle
-from proute.training.device import resolve_device, seed_everything
+from proute.training.device import resolve_device, seed_everything, single_threaded
 from proute.training.export import export_router
 from proute.training.progress import phase
 from proute.training.provenance import environment
@@ -92,8 +92,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         check_resume_config(cfg, run_dir)
     print(f"proute train: run directory {run_dir}", flush=True)
     t0 = time.perf_counter()
+    deterministic = bool(OmegaConf.select(cfg, "trainer.deterministic", default=False))
     with lifecycle.RunLifecycle(run_dir, overwrite=bool(cfg.get("overwrite", False)), resume=resume) as life:
-        out, report = _run(cfg, Path(run_dir), life, resume)
+        with single_threaded(deterministic):  # the graph is built on one thread too
+            out, report = _run(cfg, Path(run_dir), life, resume)
         life.finish()
     print(run_summary(report, run_dir, time.perf_counter() - t0), flush=True)
     return out

@@ -178,8 +178,8 @@ class Trainer:
         # One thread and deterministic kernels: the summation order of every reduction is
         # fixed, so the same seed gives the same numbers run after run. Restored afterwards.
         # DGL's kernels run on an OpenMP pool of their own, which torch's setting does not
-        # always reach: once transformers is imported (a cold embedding cache loads the text
-        # encoder) it ran on every core, and the first epoch's loss moved in the 4th digit.
+        # reach. python -m proute.train also builds the graph on one thread
+        # (training.device.single_threaded): two threads there changed the numbers too.
         dgl_utils = import_dgl().utils
         threads, was = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
         dgl_threads = dgl_utils.get_num_threads()
