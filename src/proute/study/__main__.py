@@ -50,7 +50,7 @@ def aggregate_study(runs_root: Path, out: Path, n_boot: int = 10000, notebook: b
     return 1 if failed or html is False else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m proute.study", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("aggregate", help="the study's tables, figures, summary.md and notebook")
@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-notebook", action="store_true", help="do not execute and export the notebook")
     multirun.add_arguments(sub.add_parser("multirun", help=multirun.__doc__.split("\n")[0]))
     report.add_arguments(sub.add_parser("report", help=report.__doc__.split("\n")[0]))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "aggregate":
         return aggregate_study(args.runs.resolve(), args.out.resolve(), args.bootstrap, not args.no_notebook)
     return {"multirun": multirun.main, "report": report.main}[args.command](args)
