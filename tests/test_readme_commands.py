@@ -201,3 +201,17 @@ def test_the_checks_can_fail(tmp_path):
     with pytest.raises(AssertionError, match="no Makefile target"):
         check_make("make no-such-target")
     assert kind("docker run x") == "unknown"
+
+
+def test_the_python_example_shows_what_route_single_returns(tmp_path, cache_dir):
+    """The README's ``route_single`` example lists the keys the router returns."""
+    import ast
+
+    from conftest import train_tiny_router
+    from proute.router import PersonalizedRouter
+
+    block = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
+    shown = ast.literal_eval(re.search(r"^# (\{.*\})$", block, flags=re.M).group(1).replace("...", "None"))
+    router = PersonalizedRouter.load(train_tiny_router(tmp_path / "run", cache_dir))
+    out = router.route_single({"query": "Solve 12 * (3 + 4)", "user_id": router.users[0]})
+    assert set(shown) == set(out), f"README shows {sorted(shown)}; route_single returns {sorted(out)}"
