@@ -35,7 +35,8 @@ def test_a_quiet_run_prints_its_directory_and_a_summary_table_and_no_bar(
         f"GNN, live (tasks inferred, {m['live']['mode']})": m["live"]["test"]["overall"]["reward"],
         "oracle (each pair's best LLM)": oracle,
     }
-    best = max(m["baselines"]["val"], key=lambda n: m["baselines"]["val"][n]["overall"]["reward"])
+    val_b = {n: b for n, b in m["baselines"]["val"].items() if not b.get("upper_bound")}
+    best = max(val_b, key=lambda n: val_b[n]["overall"]["reward"])
     rows[f"strongest baseline on val: {best}"] = m["baselines"]["test"][best]["overall"]["reward"]
     for label, reward in rows.items():
         line = f"  {label:<44}{reward:>#9.4g}{reward / oracle:>11.1%}"
@@ -66,3 +67,18 @@ def test_the_summary_says_n_a_for_shares_of_a_non_positive_oracle():
     report = {"test": {"overall": overall}, "baselines": {}}
     text = run_summary(report, "/runs/x")
     assert "-0.2500" in text and "n/a" in text and "/runs/x" in text
+
+
+def test_the_strongest_baseline_is_a_method_never_the_oracle():
+    """The oracle has the best validation reward by construction: an upper bound, not a
+    baseline, so the summary's "strongest baseline" is the best of the others."""
+
+    def block(reward, **extra):
+        return {"overall": {"reward": reward}, **extra}
+
+    val = {"oracle": block(0.45, upper_bound=True), "per_user_task": block(0.36), "knn": block(0.35)}
+    test = {"oracle": block(0.46, upper_bound=True), "per_user_task": block(0.359), "knn": block(0.347)}
+    overall = {"n": 10, "reward": 0.36, "oracle_reward": 0.46}
+    report = {"test": {"overall": overall}, "baselines": {"val": val, "test": test}}
+    text = run_summary(report, "/runs/x")
+    assert "strongest baseline on val: per_user_task" in text and "0.3590" in text

@@ -163,8 +163,9 @@ def run_summary(report: dict, run_dir: str | os.PathLike, seconds: float | None 
         live = report["live"]
         rows.append((f"GNN, live (tasks inferred, {live['mode']})", live["test"]["overall"]["reward"]))
     val_b, test_b = report["baselines"].get("val", {}), report["baselines"].get("test", {})
-    if val_b and test_b:
-        best = max(val_b, key=lambda name: val_b[name]["overall"]["reward"])
+    methods = [n for n in val_b if n in test_b and not val_b[n].get("upper_bound")]  # not the oracle
+    if methods:
+        best = max(methods, key=lambda name: val_b[name]["overall"]["reward"])
         rows.append((f"strongest baseline on val: {best}", test_b[best]["overall"]["reward"]))
     rows.append(("oracle (each pair's best LLM)", oracle))
     took = f" in {seconds:.0f} s" if seconds is not None else ""
