@@ -260,17 +260,34 @@ def _choose(values: Sequence, explicit: Sequence | None, fraction: float, rng, w
     return [values[i] for i in sorted(rng.choice(len(values), size=n, replace=False))]
 
 
+def _held_out_rows(
+    value: str, options: tuple[str, str, str], default: np.ndarray, none: np.ndarray
+) -> np.ndarray:
+    """The rows a held-out split keeps: ``default`` for ``options[0]``, ``none`` (no held-out
+    row) for ``"none"``, every row for ``"all"``; an error naming ``split.held_out_rows``."""
+    if value not in options:
+        raise DataError(f"split.held_out_rows is {value!r}; expected one of {list(options)}")
+    if value == "all":
+        return np.ones(len(default), dtype=bool)
+    return none if value == "none" else default
+
+
 @dataclass
 class NewUserSplit(QuerySplit):
     """Hold out users: they keep only ``support_queries`` training queries each.
 
     The rest of their training rows are dropped; their val/test queries are evaluated as
     for everyone, and the ``new_user`` column lets metrics report them apart.
+    ``held_out_rows``: ``"support"`` (the above), ``"none"`` (no row of theirs at all: a
+    router trained on that never saw them and places them afterwards without retraining,
+    :mod:`proute.study.adaptation`) or ``"all"`` (every row kept: the router trained with
+    them); the same users and support queries are drawn either way.
     """
 
     users: Sequence | None = None
     user_fraction: float = 0.2
     support_queries: int = 5
+    held_out_rows: str = "support"
 
     def __call__(self, data: RoutingData) -> RoutingData:
         table = self.base(data)
@@ -287,6 +304,7 @@ class NewUserSplit(QuerySplit):
             k = min(int(self.support_queries), len(qids))
             support = set(rng.choice(qids, size=k, replace=False)) if k else set()
             keep &= ~(sel & ~table["query_id"].astype(str).isin(support).to_numpy())
+        keep = _held_out_rows(self.held_out_rows, ("support", "none", "all"), keep, ~is_new)
         table = table.assign(new_user=is_new)[keep]
         meta = {
             **data.meta,
@@ -294,6 +312,7 @@ class NewUserSplit(QuerySplit):
                 **self.describe(),
                 "new_users": [str(u) for u in held],
                 "support_queries": self.support_queries,
+                "held_out_rows": self.held_out_rows,
             },
         }
         return RoutingData(table, data.llms, data.tasks, data.name, meta)
@@ -301,18 +320,33 @@ class NewUserSplit(QuerySplit):
 
 @dataclass
 class NewLLMSplit(QuerySplit):
-    """Hold out LLMs: no training row of theirs is kept (seen only by description)."""
+    """Hold out LLMs: no training row of theirs is kept (seen only by description).
+
+    ``held_out_rows``: ``"eval"`` (the above: their val/test rows only), ``"none"`` (no row of
+    theirs, not even a node: added afterwards without retraining,
+    :mod:`proute.study.adaptation`) or ``"all"`` (every row kept: the router trained with them).
+    """
 
     llms: Sequence[str] | None = None
     llm_fraction: float = 0.2
+    held_out_rows: str = "eval"
 
     def __call__(self, data: RoutingData) -> RoutingData:
         table = self.base(data)
         rng = np.random.default_rng(self.seed + 2)
         held = _choose(sorted(table["llm"].unique()), self.llms, self.llm_fraction, rng, "LLMs")
         is_new = table["llm"].isin(held).to_numpy()
-        table = table.assign(new_llm=is_new)[~(is_new & (table["split"] == "train").to_numpy())]
-        meta = {**data.meta, "split": {**self.describe(), "new_llms": list(held)}}
+        keep = _held_out_rows(
+            self.held_out_rows,
+            ("eval", "none", "all"),
+            ~(is_new & (table["split"] == "train").to_numpy()),
+            ~is_new,
+        )
+        table = table.assign(new_llm=is_new)[keep]
+        meta = {
+            **data.meta,
+            "split": {**self.describe(), "new_llms": list(held), "held_out_rows": self.held_out_rows},
+        }
         return RoutingData(table, data.llms, data.tasks, data.name, meta)
 
 

@@ -8,7 +8,7 @@ user), in three parts:
   formats; :class:`RouterFormatError`, :class:`RouterIntegrityWarning`);
 - :mod:`proute.router.routing`: scoring and routing from one snapshot of the state;
 - :mod:`proute.router.adaptation`: new users, feedback and new LLMs without retraining
-  (the method in :mod:`proute.router.adapt`, measured by ``scripts/new_users.py``): each
+  (the method in :mod:`proute.router.adapt`, measured by :mod:`proute.study.adaptation`): each
   builds a new state, which the router publishes (copy-on-write under a lock: a reader
   never sees a half-updated state); :meth:`~PersonalizedRouter.save` persists them with
   their evidence (``evidence.*`` tensors) and new integrity hashes.
@@ -174,7 +174,9 @@ class PersonalizedRouter:
         ``"mixture"`` (the posterior mixture of the trained users' states given the evidence,
         the population's preferences as the prior: faster, safer for users like the trained
         ones, unable to represent users unlike them). Chosen on the held-out users'
-        validation pairs of scripts/new_users.py, pooled over seeds 42 and 43."""
+        validation pairs of the adaptation experiment (``python -m proute.study adapt
+        experiment=adapt_new_users``, :mod:`proute.study.adaptation`), pooled over seeds 42
+        and 43."""
         return self._state.new_user_method
 
     @new_user_method.setter

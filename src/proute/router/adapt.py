@@ -1,6 +1,8 @@
 """New users, feedback and new LLMs for a trained router, without retraining.
 
-Measured in ``scripts/new_users.py`` (report: ``experiments/new_users/results.md``).
+Measured by :mod:`proute.study.adaptation` (``python -m proute.study adapt
+experiment=adapt_new_users | adapt_feedback | adapt_new_llms``; report:
+``experiments/new_users/README.md``).
 Two ways to place a new user from its observed interactions (its *evidence*), chosen with
 :attr:`PersonalizedRouter.new_user_method`:
 
@@ -302,7 +304,7 @@ def fit_llm_final(
     LLM on the query's task for the query's user, or for the population), plus
     ``prior_strength · mean((h − h0)² / s²)`` (``s²``: the per-dimension variance of the
     trained LLMs' final states). The propagated state alone (description and outcome
-    messages) left a strong held-out LLM unpicked (scripts/new_users.py)."""
+    messages) left a strong held-out LLM unpicked (experiment=adapt_new_llms)."""
     gnn = model.gnn
     m = ev.num_queries
     if not m or reward_table is None:

@@ -2,7 +2,7 @@
 :class:`~proute.router.state.RouterState` from the current one (copy-on-write: new tensors
 and dicts; the given state is left as it is), which the router then publishes.
 
-The method is in :mod:`proute.router.adapt` (measured by ``scripts/new_users.py``);
+The method is in :mod:`proute.router.adapt` (measured by :mod:`proute.study.adaptation`);
 placing a user is :mod:`proute.router.placement`, reading interactions
 :mod:`proute.router.interactions`. Every state returned here carries its average user
 (:func:`with_average`), so routing never computes one.

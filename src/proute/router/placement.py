@@ -19,7 +19,7 @@ def population(state: RouterState, context) -> tuple[torch.Tensor, torch.Tensor,
     layer-0 state, its per-dimension variance, and their mean received message per layer
     (None for routers exported before proute.router.adapt). (Fitting the prior centre to the
     population's preferences routed k = 0 users better but left the fit unable to leave
-    it on the test's opposite users: scripts/new_users.py.)"""
+    it on the test's opposite users: experiment=adapt_new_users.)"""
     n = state.num_trained_users
     emb = context.states[0]["user"][:n]
     msg = state.adapt.get("adapt.user_msg")

@@ -27,9 +27,11 @@ from proute.router.task_inference import HARD, TASK_MODES, TaskClassifier, TextT
 from proute.schema import EDGE_FEATURES, UNKNOWN_USER_ERROR, UNKNOWN_USER_POLICIES
 
 NEW_USER_METHODS = ("fit", "mixture")
-# Chosen on the held-out users' validation pairs of scripts/new_users.py, pooled over seeds
-# 42 and 43 (experiments/new_users/): the method, the fit's prior strength (in evidence
-# queries) and how sharply the mixture's posterior over trained users follows the evidence.
+# Chosen on the held-out users' validation pairs of the adaptation experiments
+# (proute.study.adaptation: `python -m proute.study adapt experiment=adapt_new_users` and
+# `experiment=adapt_feedback`), pooled over seeds 42 and 43 (experiments/new_users/): the
+# method, the fit's prior strength (in evidence queries) and how sharply the mixture's
+# posterior over trained users follows the evidence.
 DEFAULT_NEW_USER_METHOD = "fit"
 DEFAULT_MIXTURE_SHARPNESS = 3.0
 DEFAULT_PRIOR_STRENGTH = 1.0

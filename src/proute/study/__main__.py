@@ -3,6 +3,7 @@
     python -m proute.study aggregate outputs/study --out experiments/results   # the study
     python -m proute.study multirun outputs/sweep_conv/multiruns/<time>        # any multirun
     python -m proute.study report outputs/train/runs/<time> [--out report.md]  # one run
+    python -m proute.study adapt experiment=adapt_new_users [--out DIR]       # without retraining
 
 The study's runs come from ``python -m proute.train +sweep=study`` (``make reproduce``).
 """
@@ -13,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from proute.study import multirun, report
+from proute.study import adaptation, multirun, report
 from proute.study.aggregate import FIGURE_SEED, aggregate
 from proute.study.notebook import export_notebook
 from proute.study.runs import finished_runs, plan_of_dir
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-notebook", action="store_true", help="do not execute and export the notebook")
     multirun.add_arguments(sub.add_parser("multirun", help=multirun.__doc__.split("\n")[0]))
     report.add_arguments(sub.add_parser("report", help=report.__doc__.split("\n")[0]))
+    adaptation.add_arguments(sub.add_parser("adapt", help=adaptation.__doc__.split("\n")[0]))
     return parser
 
 
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "aggregate":
         return aggregate_study(args.runs.resolve(), args.out.resolve(), args.bootstrap, not args.no_notebook)
-    return {"multirun": multirun.main, "report": report.main}[args.command](args)
+    return {"multirun": multirun.main, "report": report.main, "adapt": adaptation.main}[args.command](args)
 
 
 if __name__ == "__main__":
