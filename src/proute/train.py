@@ -3,8 +3,9 @@
 compose → data → graph → model → fit (early stopping on val) → test once → export.
 Writes to the Hydra run directory: ``config.yaml`` (resolved), ``environment.json`` (git
 revision, library versions), ``metrics.json`` (val and test; overall, per user, per task;
-baselines), ``history.csv``, ``learning_curve.png``, ``per_user.csv``, ``per_user.png`` and
-``router/``.
+baselines), ``history.csv``, ``learning_curve.png``, ``per_user.csv``, ``per_user.png``,
+``router/`` and (``export_baselines``) ``baselines/<name>/``, baselines as routers
+(:mod:`proute.baselines.export`).
 Returns the flat metric dict (the sweeper sees it); with ``optimized_metric`` set, that
 one value. Prints the run directory first and, at the end, a table of the test reward of
 the GNN (gold task labels and live), the strongest baseline on val and the oracle
@@ -26,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from proute.baselines import evaluate_baselines_by_split
+from proute.baselines.export import export_baselines
 from proute.config import register_resolvers, validate_config
 from proute.config.paths import config_dir
 from proute.data.pipeline import prepare_from_config
@@ -146,7 +148,8 @@ def _evaluate_and_export(cfg: DictConfig, run_dir: Path, parts, env: dict, timin
         val = trainer.evaluate(model, rg, "val")
         test = trainer.evaluate(model, rg, "test")  # the one and only test evaluation
     with phase(f"fitting and scoring the baselines ({', '.join(cfg.baselines)})"):
-        baselines = _baselines(cfg, prepared, rg)
+        fitted: dict = {}
+        baselines = _baselines(cfg, prepared, rg, fitted)
     with phase("exporting the router (task classifiers, user state)"):
         router = export_router(model, rg, prepared, cfg, env)
     with phase("live protocol (the exported router, task labels inferred)"):
@@ -160,6 +163,7 @@ def _evaluate_and_export(cfg: DictConfig, run_dir: Path, parts, env: dict, timin
         write_test_outcomes(run_dir, prepared.table, baselines)
         if cfg.export_router:
             router.save(run_dir / "router")
+        export_baselines(list(cfg.get("export_baselines") or []), fitted, router, run_dir / "baselines")
     out = {**flat(val, "val"), **flat(test, "test"), **flat(live["test"], "test_live"), **timing}
     out["test_live/task_accuracy"] = live["test"]["task_accuracy"]
     return out, report
@@ -179,16 +183,17 @@ def _instantiate(cfg: DictConfig):
     return prepared, rg, model, instantiate(cfg.masking), instantiate(cfg.trainer), instantiate(cfg.logger)
 
 
-def _baselines(cfg: DictConfig, prepared, rg) -> dict[str, dict[str, dict]]:
-    """The ``baselines:`` of ``cfg`` on val and test; the fitted ones (knn, mlp, mf) choose
-    their hyperparameters on val alone."""
+def _baselines(cfg: DictConfig, prepared, rg, fitted: dict | None = None) -> dict[str, dict[str, dict]]:
+    """The ``baselines:`` (and ``export_baselines:``) of ``cfg`` on val and test; the fitted
+    ones (knn, mlp, mf) choose their hyperparameters on val alone; ``fitted`` receives them."""
     table = prepared.table
     return evaluate_baselines_by_split(
         table[table["split"] == "train"],
         {split: rg.split_block(split) for split in ("val", "test")},
         list(rg.llms),
-        names=list(cfg.baselines),
+        names=list(dict.fromkeys([*cfg.baselines, *(cfg.get("export_baselines") or [])])),
         query_emb=(prepared.query_ids, prepared.query_emb),
+        fitted=fitted,
     )
 
 

@@ -91,6 +91,7 @@ def evaluate_baselines_by_split(
     query_emb: Any = None,
     select_on: str | None = "val",
     seed: int = 0,
+    fitted: dict[str, tuple[BaselineRouter, dict]] | None = None,
 ) -> dict[str, dict[str, dict]]:
     """Fit each named baseline once and score it on every block.
 
@@ -98,13 +99,16 @@ def evaluate_baselines_by_split(
     hyperparameters and early stopping use ``blocks[select_on]`` (validation) alone, or
     the defaults if it is absent. Returns ``{split: {name: metrics}}``; each metrics dict is
     :func:`proute.evaluation.metrics.routing_metrics`'s, plus ``selected``, ``selected_on``,
-    ``fit_seconds`` and ``score_seconds``.
+    ``fit_seconds`` and ``score_seconds``. ``fitted`` (a dict), when given, receives
+    ``{name: (fitted router, selection info)}`` (what :mod:`proute.baselines.export` saves).
     """
     _check_names(names)
     val = blocks.get(select_on) if select_on is not None else None
     out: dict[str, dict[str, dict]] = {split: {} for split in blocks}
     for name in names:
         router, info = fit_on_validation(name, llm_names, train, val=val, query_emb=query_emb, seed=seed)
+        if fitted is not None:
+            fitted[name] = (router, info)
         for split, block in blocks.items():
             out[split][name] = {**evaluate(router, block, llms=llm_names, timed=True), **info}
     return out

@@ -64,6 +64,12 @@ def _name_problems(cfg: DictConfig) -> list[Problem]:
         bad = [b for b in baselines or [] if b not in BASELINES]
         if not isinstance(baselines, list) or bad:
             out.append(("baselines", baselines, f"a list of names from {sorted(BASELINES)}"))
+    export = _select(cfg, "export_baselines")
+    if export is not _ABSENT and export is not None:
+        from proute.baselines.state import exportable
+
+        if not isinstance(export, list) or any(b not in exportable() for b in export):
+            out.append(("export_baselines", export, f"a list of names from {exportable()}"))
     archetypes = _select(cfg, "users.archetypes")
     if archetypes is not _ABSENT:
         if not archetypes or any(a not in ArchetypeUsers.KNOWN for a in archetypes):

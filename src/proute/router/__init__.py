@@ -15,6 +15,8 @@ user), in three parts:
 
 A router is exported from a trained model on the training side
 (:func:`proute.training.export.export_router`); this package never imports the trainer.
+:func:`load_router` loads any exported router: this one, or a baseline exported as a router
+(``router.json`` field ``kind: baseline/<name>``, :mod:`proute.baselines.export`).
 An unknown user follows :attr:`~PersonalizedRouter.unknown_user`: ``"error"`` (default) or
 ``"average"`` (the population's average user). User ids are keyed by
 :func:`proute.data.ids.user_key`: ``3``, ``"3"`` and ``3.0`` are one user.
@@ -50,6 +52,7 @@ from proute.router.artifact import (
     RouterIntegrityWarning,
     field_digest,
 )
+from proute.router.loading import load_router, router_kind
 from proute.router.state import (
     DEFAULT_FEEDBACK_IMPUTATION,
     DEFAULT_LISTWISE_TEMPERATURE,
@@ -82,6 +85,8 @@ __all__ = [
     "RouterIntegrityWarning",
     "RouterState",
     "field_digest",
+    "load_router",
+    "router_kind",
 ]
 
 

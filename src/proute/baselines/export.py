@@ -1,0 +1,371 @@
+"""A fitted baseline as a router directory, served like the GNN router.
+
+Layout (``router.json`` field ``kind: baseline/<name>``; :func:`proute.router.load_router`
+loads either kind)::
+
+    router.json          kind, format_version, the baseline's name, hyperparameters, seed and
+                         fitted-state metadata (:mod:`proute.baselines.state`), the id lists
+                         (users, llms, tasks), the text encoder spec and query size of the
+                         GNN router of the same run, the validation selection, integrity
+                         (sha256 of state.safetensors and of the fields that decide a route)
+    state.safetensors    the fitted arrays and the task centroids
+
+:class:`ExportedBaseline` has the GNN router's routing interface (``llms``, ``users``,
+``tasks``, ``score``, ``route_batch``, ``route_single``, ``request_error``, ``encode``,
+``unknown_user``, ``save``, ``load``), so ``proute infer`` / ``serve`` and
+:class:`~proute.evaluation.scorers.RouterScorer` use it unchanged. A query without a task is
+given the task of the nearest training-task centroid. It does not adapt: ``add_user``,
+``feedback`` and ``add_llm`` raise :class:`NotAdaptable` (an ``AttributeError``, so the
+server answers 501 and ``/health`` reports them unavailable).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from proute.baselines.base import BaselineRouter, QueryEmbeddings
+from proute.baselines.state import StateError, exportable, from_state, to_state
+from proute.data.ids import UserIdError, user_key
+
+KIND_PREFIX = "baseline/"
+FORMAT_VERSION = 1
+FILES = ("router.json", "state.safetensors")
+HASHED_FIELDS = ("kind", "baseline", "llms", "users", "tasks", "query_dim", "encoder")
+ADAPTATION = ("add_user", "feedback", "add_llm")
+_UNKNOWN = "\x00unknown user"  # no training user has this id: every baseline's fallback
+
+
+class NotAdaptable(AttributeError, NotImplementedError):
+    """A baseline router cannot adapt (add users, take feedback, add LLMs) without refitting."""
+
+
+def _format_error(message: str):
+    from proute.router.artifact import RouterFormatError
+
+    return RouterFormatError(message)
+
+
+class ExportedBaseline:
+    """A fitted baseline that routes (user, query) requests (see the module docstring)."""
+
+    def __init__(self, baseline: BaselineRouter, meta: dict[str, Any], centroids: np.ndarray, encoder=None):
+        self.baseline, self.meta, self.centroids = baseline, meta, np.asarray(centroids, np.float32)
+        self._encoder = encoder
+        self._users = {user_key(u): u for u in meta["users"]}
+        self._unknown_user = "error"
+        self._arrays: dict[str, np.ndarray] | None = None  # the fitted state, until saved
+
+    kind = property(lambda self: str(self.meta["kind"]))
+    llms = property(lambda self: list(self.meta["llms"]))
+    users = property(lambda self: list(self.meta["users"]))
+    tasks = property(lambda self: list(self.meta["tasks"]))
+
+    def __getattr__(self, name: str):
+        if name in ADAPTATION:
+            raise NotAdaptable(
+                f"router kind {self.meta['kind']!r} cannot {name}: a baseline does not adapt "
+                "without refitting (export a GNN router, kind 'gnn', for add_user/feedback/add_llm)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def unknown_user(self) -> str:
+        """``"error"`` (a ``KeyError`` naming the user) or ``"average"`` (the baseline's own
+        fallback for a user it has no rows of)."""
+        return self._unknown_user
+
+    @unknown_user.setter
+    def unknown_user(self, policy: str) -> None:
+        from proute.router.state import check_policy
+
+        self._unknown_user = check_policy(policy)
+
+    # ------------------------------------------------------------------ the artefact
+    @classmethod
+    def from_fitted(
+        cls, baseline: BaselineRouter, gnn_router, info: dict | None = None
+    ) -> "ExportedBaseline":
+        """A fitted baseline with the encoder, id lists and task centroids of the GNN router
+        ``gnn_router`` exported from the same run (``info``: the validation selection)."""
+        state_meta, arrays = to_state(baseline)
+        meta = {
+            "kind": KIND_PREFIX + baseline.name,
+            "format_version": FORMAT_VERSION,
+            "baseline": {
+                "name": baseline.name,
+                "params": baseline.params,
+                "seed": baseline.seed,
+                "state": state_meta,
+            },
+            "users": list(gnn_router.meta["users"]),
+            "llms": list(baseline.llms),
+            "tasks": list(gnn_router.tasks),
+            "encoder": dict(gnn_router.meta["encoder"]),
+            "query_dim": int(gnn_router.meta["query_dim"]),
+            "selection": {k: v for k, v in (info or {}).items() if k in ("selected", "selected_on")},
+        }
+        meta = json.loads(json.dumps(meta, default=_json_default))
+        out = cls(baseline, meta, gnn_router.task_centroids.detach().cpu().numpy())
+        out._arrays = arrays
+        return out
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the router directory (its integrity hashes recorded in router.json)."""
+        from safetensors.numpy import save as save_arrays
+
+        from proute.router.artifact import _sha256, field_digest
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = getattr(self, "_arrays", None) or to_state(self.baseline)[1]
+        arrays = {k: np.ascontiguousarray(v) for k, v in {**arrays, "task_centroids": self.centroids}.items()}
+        blob = save_arrays(arrays)
+        meta = {k: v for k, v in self.meta.items() if k != "integrity"}
+        meta["integrity"] = {
+            "algorithm": "sha256",
+            "files": {"state.safetensors": _sha256(blob)},
+            "fields": {f: field_digest(f, meta.get(f)) for f in HASHED_FIELDS},
+        }
+        (path / "state.safetensors").write_bytes(blob)
+        (path / "router.json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, encoder=None, verify: bool = True, unknown_user: str = "error"
+    ) -> "ExportedBaseline":
+        """Load a baseline router directory; :class:`~proute.router.RouterFormatError` naming
+        the file and field for anything missing, unknown or changed since export."""
+        path = Path(path)
+        meta, blob = _read(path, verify)
+        arrays = _arrays(path, blob)
+        spec = meta["baseline"]
+        from proute.baselines import BASELINES
+
+        cls_ = BASELINES[spec["name"]]
+        try:
+            baseline = cls_(meta["llms"], seed=int(spec.get("seed", 0)), **dict(spec.get("params") or {}))
+            from_state(cls_, baseline, dict(spec.get("state") or {}), arrays)
+        except (StateError, TypeError) as exc:
+            raise _format_error(
+                f"{path / 'state.safetensors'}: does not match router.json field 'baseline' ({exc})"
+            ) from None
+        out = cls(baseline, meta, _centroids(path, arrays, meta), encoder)
+        out.unknown_user = unknown_user
+        return out
+
+    # ------------------------------------------------------------------ routing
+    @property
+    def encoder(self):
+        """The text encoder of router.json's ``encoder`` spec, created on first use."""
+        if self._encoder is None:
+            from proute.data.text_encoders import TextEncoder
+
+            spec = {k: v for k, v in self.meta["encoder"].items() if not k.startswith("_")}
+            self._encoder = TextEncoder(**{**spec, "cache_dir": None, "show_progress": False})
+        return self._encoder
+
+    def encode(self, queries: Sequence[str]) -> np.ndarray:
+        return self.encoder.encode(list(queries))
+
+    def _ids_error(self, user_id: Any, task: Any) -> KeyError | ValueError | None:
+        try:
+            key = user_key(user_id)
+        except UserIdError as exc:
+            return ValueError(exc.args[0])
+        if key not in self._users and self._unknown_user == "error":
+            return KeyError(f"unknown user_id {user_id!r}: this router knows {len(self._users)} users")
+        if task is not None and task not in set(self.meta["tasks"]):
+            return KeyError(f"unknown task {task!r}; known tasks: {self.tasks}")
+        return None
+
+    def request_error(self, request: Any) -> KeyError | ValueError | None:
+        """What is wrong with one request (not raised), as the GNN router reports it."""
+        from proute.router.routing import query_error
+
+        if not isinstance(request, dict):
+            return ValueError(f"expected a dict with 'query' and 'user_id'; got {request!r}")
+        for key in ("query", "user_id"):
+            if key not in request:
+                return ValueError(f"missing field {key!r}; expected a dict with 'query' and 'user_id'")
+        if not isinstance(request.get("explore", False), bool):
+            return ValueError(f"field 'explore' must be true or false; got {request['explore']!r}")
+        return query_error(request["query"]) or self._ids_error(request["user_id"], request.get("task"))
+
+    def score(
+        self,
+        queries: Sequence[str] | None,
+        user_ids: Sequence,
+        tasks: Sequence[str | None] | None = None,
+        query_emb: Any = None,
+        task_mode: str | None = None,
+    ) -> tuple[np.ndarray, list[str]]:
+        """Scores ``[n, num_llms]`` (columns :attr:`llms`) and the task used per query, as
+        :meth:`proute.router.PersonalizedRouter.score` (``task_mode`` is ignored: a query
+        without a task gets the nearest training-task centroid's)."""
+        if query_emb is None and queries is None:
+            raise ValueError("give the query texts or their embeddings")
+        n = len(queries) if query_emb is None else len(query_emb)  # type: ignore[arg-type]
+        tasks = [None] * n if tasks is None else list(tasks)
+        if len(user_ids) != n or len(tasks) != n:
+            raise ValueError(
+                f"{n} queries, {len(user_ids)} user ids and {len(tasks)} tasks: give one of each"
+            )
+        for i in range(n):
+            error = self._ids_error(user_ids[i], tasks[i])
+            if error is not None:
+                raise type(error)(f"request {i}: {error.args[0]}")
+        q = np.asarray(self.encode(queries) if query_emb is None else query_emb, dtype=np.float32)  # type: ignore[arg-type]
+        if q.ndim != 2 or q.shape[1] != self.meta["query_dim"]:
+            raise ValueError(f"query embeddings have shape {q.shape}; expected [n, {self.meta['query_dim']}]")
+        used = self._tasks(q, tasks)
+        ids = [f"\x00q{i}" for i in range(n)]
+        pairs = pd.DataFrame(
+            {
+                "user_id": [self._users.get(user_key(u), _UNKNOWN) for u in user_ids],
+                "query_id": ids,
+                "task": used,
+            }
+        )
+        scorer = copy.copy(self.baseline)  # this call's queries; shared state is only read
+        scorer.emb_ = QueryEmbeddings((ids, q), scorer.name)  # type: ignore[attr-defined]
+        if hasattr(scorer, "cache_"):
+            scorer.cache_ = {}
+        return np.asarray(scorer.score(pairs), dtype=float), used
+
+    def _tasks(self, q: np.ndarray, tasks: list) -> list[str]:
+        norm = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        nearest = (norm @ self.centroids.T).argmax(axis=1) if len(self.centroids) else np.zeros(len(q), int)
+        return [
+            t if t is not None else self.meta["tasks"][int(j)] for t, j in zip(tasks, nearest, strict=True)
+        ]
+
+    def route_batch(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Route requests as :meth:`proute.router.PersonalizedRouter.route_batch` does."""
+        for i, r in enumerate(requests):
+            error = self.request_error(r)
+            if error is not None:
+                raise type(error)(f"request {i}: {error.args[0]}")
+        scores, used = self.score(
+            [r["query"] for r in requests],
+            [r["user_id"] for r in requests],
+            [r.get("task") for r in requests],
+        )
+        llms, out = self.llms, []
+        rng = np.random.default_rng() if any(r.get("explore") for r in requests) else None
+        for r, s, t in zip(requests, scores, used, strict=True):
+            finite = np.nan_to_num(s, neginf=-1e30, posinf=1e30)  # never picked, and valid JSON
+            d = {
+                "model_name": llms[int(finite.argmax())],
+                "scores": dict(zip(llms, map(float, finite), strict=True)),
+                "user_id": r["user_id"],
+                "task": t,
+            }
+            if rng is not None and r.get("explore"):
+                p = np.exp(np.clip(finite - finite.max(), -700, 0))
+                d["greedy_model_name"], d["model_name"] = (
+                    d["model_name"],
+                    llms[int(rng.choice(len(llms), p=p / p.sum()))],
+                )
+            out.append(d)
+        return out
+
+    def route_single(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.route_batch([request])[0]
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON: {x!r}")
+
+
+def _read(path: Path, verify: bool) -> tuple[dict, bytes]:
+    """``(router.json, state.safetensors bytes)``, checked (see :meth:`ExportedBaseline.load`)."""
+    from proute.baselines import BASELINES
+    from proute.router.artifact import _sha256, field_digest
+
+    for name in FILES:
+        if not (path / name).is_file():
+            raise _format_error(f"{path}: missing {name}; a baseline router has {list(FILES)}")
+    meta_file = path / "router.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _format_error(f"{meta_file}: not valid JSON ({exc})") from None
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    names = [KIND_PREFIX + n for n in exportable()]
+    if kind not in names:
+        raise _format_error(
+            f"{meta_file}: field 'kind' is {kind!r}; a baseline router's kind is one of {names}"
+        )
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise _format_error(
+            f"{meta_file}: field 'format_version' is {meta.get('format_version')!r}; "
+            f"expected {FORMAT_VERSION}"
+        )
+    for key in (*HASHED_FIELDS, "integrity"):
+        if key not in meta:
+            raise _format_error(f"{meta_file}: missing field {key!r}")
+    if not isinstance(meta["baseline"], dict) or meta["baseline"].get("name") not in BASELINES:
+        raise _format_error(f"{meta_file}: field 'baseline' does not name a baseline ({meta['baseline']!r})")
+    if KIND_PREFIX + meta["baseline"]["name"] != kind:
+        raise _format_error(
+            f"{meta_file}: field 'kind' is {kind!r} but field 'baseline' names {meta['baseline']['name']!r}"
+        )
+    blob = (path / "state.safetensors").read_bytes()
+    if verify:
+        recorded = meta["integrity"] if isinstance(meta["integrity"], dict) else {}
+        for f in HASHED_FIELDS:
+            if field_digest(f, meta[f]) != recorded.get("fields", {}).get(f):
+                raise _format_error(
+                    f"{meta_file}: field {f!r} does not match its sha256 in field 'integrity'"
+                )
+        if _sha256(blob) != recorded.get("files", {}).get("state.safetensors"):
+            raise _format_error(
+                f"{path / 'state.safetensors'}: its sha256 is not the one recorded in {meta_file}"
+            )
+    return meta, blob
+
+
+def _arrays(path: Path, blob: bytes) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as load_arrays
+
+    try:
+        return dict(load_arrays(blob))
+    except (SafetensorError, ValueError) as exc:
+        raise _format_error(
+            f"{path / 'state.safetensors'}: not a readable safetensors file ({exc})"
+        ) from None
+
+
+def _centroids(path: Path, arrays: dict, meta: dict) -> np.ndarray:
+    c = arrays.get("task_centroids")
+    if c is None or c.shape != (len(meta["tasks"]), meta["query_dim"]):
+        raise _format_error(
+            f"{path / 'state.safetensors'}: 'task_centroids' is missing or not "
+            f"[{len(meta['tasks'])} tasks, {meta['query_dim']}]"
+        )
+    return c
+
+
+def export_baselines(names: Sequence[str], fitted: dict, gnn_router, out: Path) -> list[Path]:
+    """Save each of ``names`` (``fitted``: ``{name: (fitted baseline, selection info)}``, as
+    :func:`proute.baselines.evaluate_baselines_by_split` fills it) as a router directory
+    ``out/<name>``, with the encoder, users and tasks of the run's GNN router ``gnn_router``."""
+    missing = [n for n in names if n not in fitted]
+    if missing:
+        raise ValueError(f"export_baselines: {missing} were not fitted (fitted: {sorted(fitted)})")
+    paths = []
+    for n in names:
+        baseline, info = fitted[n]
+        paths.append(ExportedBaseline.from_fitted(baseline, gnn_router, info).save(out / n))
+    return paths

@@ -1,0 +1,174 @@
+"""Baselines exported as routers (proute.baselines.export, ``export_baselines=``) and loaded by
+``proute.router.load_router`` with the GNN router's routing interface.
+
+One tiny run on a table of two opposite users: ``likes_big`` gets reward 1 from ``big-llama``
+only, ``likes_small`` from ``small-qwen`` only, on the same queries.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from proute.baselines.export import ExportedBaseline, NotAdaptable
+from proute.baselines.select import fit_on_validation
+from proute.router import PersonalizedRouter, RouterFormatError, load_router, router_kind
+
+LLMS = ("big-llama", "small-qwen", "mid-gemma")
+TOPICS = ["algebra", "geography", "poetry", "chemistry"]
+USERS = {"likes_big": "big-llama", "likes_small": "small-qwen"}
+EXPORTED = ("best_llm", "per_user", "per_user_task", "knn", "mlp", "mf")
+
+
+def text(i: int) -> str:
+    return f"A question about {TOPICS[i % 4]} number {i}: what is {i * 7 % 1000}?"
+
+
+def write_table(path: Path, n_queries: int = 30) -> Path:
+    rows = [
+        {
+            "user_id": user,
+            "query_id": f"id{i}",
+            "query": text(i),
+            "task": TOPICS[i % 2],
+            "llm": llm,
+            "performance": float(llm == good),
+            "cost": 1.0,
+            "reward": float(llm == good),
+            "split": "train" if i % 5 < 3 else ("val" if i % 5 == 3 else "test"),
+        }
+        for i in range(n_queries)
+        for user, good in USERS.items()
+        for llm in LLMS
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, cache_dir) -> Path:
+    from conftest import train_overrides
+    from proute.config import compose
+    from proute.train import run
+
+    tmp = tmp_path_factory.mktemp("baseline_routers")
+    overrides = train_overrides(tmp / "run", cache_dir) + [
+        "dataset=table",
+        f"dataset.path={write_table(tmp / 'users.csv')}",
+        "users=from_data",
+        "split=provided",
+        "train_epoch=1",
+        "export_baselines=[knn,mf]",
+    ]
+    run(compose("train", overrides), tmp / "run")
+    return tmp / "run"
+
+
+def requests(user: str) -> list[dict]:
+    return [{"query": text(i), "user_id": user} for i in range(100, 104)]
+
+
+def test_training_exports_baselines_that_route_each_user_to_its_llm(run_dir):
+    assert router_kind(run_dir / "router") == "gnn"
+    assert isinstance(load_router(run_dir / "router"), PersonalizedRouter)
+    for name in ("knn", "mf"):
+        router = load_router(run_dir / "baselines" / name)
+        assert isinstance(router, ExportedBaseline) and router.kind == f"baseline/{name}"
+        for user, good in USERS.items():
+            for r in router.route_batch(requests(user)):
+                assert r["model_name"] == max(r["scores"], key=r["scores"].get) == good, (name, user, r)
+                assert r["task"] in TOPICS[:2]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"knn", "mf", "per_user"} <= set(metrics["baselines"]["test"])  # exported: also reported
+
+
+def test_baseline_router_refuses_unknown_users_and_adaptation(run_dir):
+    router = load_router(run_dir / "baselines" / "knn")
+    with pytest.raises(KeyError, match="request 0: unknown user_id 'stranger'"):
+        router.route_batch(requests("stranger"))
+    router.unknown_user = "average"
+    assert len(router.route_batch(requests("stranger"))) == 4  # the baseline's own fallback
+    with pytest.raises(NotAdaptable, match="'baseline/knn' cannot feedback"):
+        router.feedback("likes_big", text(1), "big-llama", 1.0)
+    assert isinstance(NotAdaptable("x"), NotImplementedError)
+    assert getattr(router, "add_user", None) is None  # the server's check: 501, not available
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_a_reloaded_baseline_router_scores_as_the_fitted_baseline(run_dir, tmp_path, name):
+    from proute.config import compose
+    from proute.data.pipeline import prepare_from_config
+
+    cfg = compose("train", [f"{k}={v}" for k, v in _data_overrides(run_dir).items()])
+    prepared = prepare_from_config(cfg)
+    table, emb = prepared.table, prepared.query_embedding_dict()
+    baseline, info = fit_on_validation(name, list(LLMS), table[table["split"] == "train"], query_emb=emb)
+    gnn = PersonalizedRouter.load(run_dir / "router")
+    ExportedBaseline.from_fitted(baseline, gnn, info).save(tmp_path / name)
+    loaded = load_router(tmp_path / name)
+    pairs = table[table["split"] == "test"].drop_duplicates(["user_id", "query_id"])[
+        ["user_id", "query_id", "task"]
+    ]
+    q = np.stack([emb[str(i)] for i in pairs["query_id"]])
+    scores, used = loaded.score(None, list(pairs["user_id"]), list(pairs["task"]), query_emb=q)
+    np.testing.assert_array_equal(scores, baseline.score(pairs.reset_index(drop=True)))
+    assert used == list(pairs["task"])
+    again, _ = load_router(tmp_path / name).score(
+        None, list(pairs["user_id"]), list(pairs["task"]), query_emb=q
+    )
+    np.testing.assert_array_equal(again, scores)
+
+
+def _data_overrides(run_dir: Path) -> dict:
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return {
+        "dataset": "table",
+        "dataset.path": cfg["dataset"]["path"],
+        "users": "from_data",
+        "split": "provided",
+        "paths.cache_dir": cfg["paths"]["cache_dir"],
+    }
+
+
+def _edited(src: Path, dst: Path, **fields) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "router.json").read_text())
+    meta.update(fields)
+    (dst / "router.json").write_text(json.dumps(meta))
+    return dst
+
+
+def test_a_corrupt_or_unknown_baseline_router_is_refused_naming_file_and_field(run_dir, tmp_path):
+    src = run_dir / "baselines" / "knn"
+    with pytest.raises(RouterFormatError, match=r"router\.json: field 'kind' is 'forest'"):
+        load_router(_edited(src, tmp_path / "a", kind="forest"))
+    with pytest.raises(RouterFormatError, match=r"router\.json: field 'kind' is 'baseline/oracle'"):
+        load_router(_edited(src, tmp_path / "b", kind="baseline/oracle"))
+    meta = json.loads((src / "router.json").read_text())
+    with pytest.raises(RouterFormatError, match=r"router\.json: field 'llms' does not match its sha256"):
+        load_router(_edited(src, tmp_path / "c", llms=meta["llms"][::-1]))
+    broken = _edited(src, tmp_path / "d")
+    (broken / "state.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(RouterFormatError, match=r"state\.safetensors: its sha256"):
+        load_router(broken)
+    with pytest.raises(RouterFormatError, match=r"state\.safetensors: not a readable"):
+        ExportedBaseline.load(broken, verify=False)
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "router.json").write_text("{")
+    with pytest.raises(RouterFormatError, match=r"e/router\.json: not valid JSON"):
+        load_router(tmp_path / "e")
+
+
+def test_export_baselines_names_are_checked_before_training(train_cfg):
+    from proute.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match="export_baselines"):
+        validate_config(train_cfg("export_baselines=[oracle]"))
