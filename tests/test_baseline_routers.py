@@ -172,3 +172,24 @@ def test_export_baselines_names_are_checked_before_training(train_cfg):
 
     with pytest.raises(ConfigError, match="export_baselines"):
         validate_config(train_cfg("export_baselines=[oracle]"))
+
+
+def test_a_baseline_router_is_served(run_dir):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    import httpx
+
+    from proute.serving.app import create_app
+    from serving_fixtures import ServerThread
+
+    router = load_router(run_dir / "baselines" / "mf")
+    with ServerThread(create_app(router, None, unknown_user="error", warmup=False)) as s:
+        for user, good in USERS.items():
+            d = httpx.post(s.url + "/v1/route", json={"query": text(101), "user": user}).json()
+            assert d["model_name"] == good and d["user_id"] == user
+        assert httpx.post(s.url + "/v1/route", json={"query": text(1), "user": "nobody"}).status_code == 404
+        fb = {"user": "likes_big", "query": text(1), "llm": "big-llama", "outcome": 1.0}
+        assert httpx.post(s.url + "/v1/feedback", json=fb).status_code == 501
+        assert httpx.get(s.url + "/health").json()["features"] == dict.fromkeys(
+            ("feedback", "add_user", "add_llm"), False
+        )

@@ -140,10 +140,10 @@ def serve(
     """Load the router (and upstreams) and serve until interrupted."""
     import uvicorn  # the serve extra
 
-    from proute.router import PersonalizedRouter
+    from proute.router import load_router
     from proute.serving.upstreams import load_upstreams
 
-    router = PersonalizedRouter.load(router_path)
+    router = load_router(router_path)  # a GNN router, or a baseline exported as one
     upstreams = None if upstreams_path is None else load_upstreams(upstreams_path, router.llms)
     app = create_app(
         router,

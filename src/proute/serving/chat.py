@@ -169,10 +169,10 @@ def launch(router_path, upstreams_path=None, host: str = "127.0.0.1", port: int 
             "proute chat: needs Gradio (the chat extra): "
             "pip install -c requirements/constraints.txt -e '.[chat]'"
         ) from None
-    from proute.router import PersonalizedRouter
+    from proute.router import load_router
     from proute.serving.upstreams import UpstreamsError, load_upstreams
 
-    router = PersonalizedRouter.load(router_path)
+    router = load_router(router_path)  # a GNN router, or a baseline exported as one
     try:
         upstreams = None if upstreams_path is None else load_upstreams(upstreams_path, router.llms)
     except UpstreamsError as exc:
