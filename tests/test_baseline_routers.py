@@ -123,6 +123,32 @@ def test_a_reloaded_baseline_router_scores_as_the_fitted_baseline(run_dir, tmp_p
     np.testing.assert_array_equal(again, scores)
 
 
+@pytest.mark.parametrize("name", ["knn", "mf"])
+def test_an_exported_baseline_scores_the_test_split_as_training_reported(run_dir, name):
+    """The exported router is the fitted baseline training evaluated: through the router
+    interface (RouterScorer, as `proute evaluate` scores) its test metrics are the reported ones."""
+    from proute.config import compose
+    from proute.data.pipeline import prepare_from_config
+    from proute.evaluation.scorers import RouterScorer
+    from proute.evaluation.scoring import dense_block, evaluate
+
+    prepared = prepare_from_config(
+        compose("train", [f"{k}={v}" for k, v in _data_overrides(run_dir).items()])
+    )
+    test = prepared.table[prepared.table["split"] == "test"]
+    pairs = test.drop_duplicates(["user_id", "query_id"])[["user_id", "query_id", "task"]].reset_index(
+        drop=True
+    )
+    router = load_router(run_dir / "baselines" / name)
+    got = evaluate(
+        RouterScorer(router, prepared.query_embedding_dict(), gold_tasks=True),
+        (pairs, dense_block(test, pairs, router.llms)),
+    )
+    reported = json.loads((run_dir / "metrics.json").read_text())["baselines"]["test"][name]["overall"]
+    assert got["overall"]["n"] == reported["n"]
+    assert got["overall"]["reward"] == pytest.approx(reported["reward"], abs=1e-12)
+
+
 def _data_overrides(run_dir: Path) -> dict:
     import yaml
 
