@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export DGLBACKEND := pytorch
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint format data-summary reproduce bench clean
+.PHONY: help install test test-full lint format data-summary reproduce adapt bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -54,6 +54,14 @@ reproduce: install ## the study (conf/sweep/study.yaml; ~45 min on 2 cores): run
 	$(BIN)/python -m proute.train +sweep=study $(STUDY_ARGS); status=$$?; \
 		$(BIN)/python -m proute.study aggregate outputs/study --out experiments/results || status=1; \
 		exit $$status
+
+# Overrides of the adaptation experiments, e.g. ADAPT_ARGS="random_state=43".
+ADAPT_ARGS ?=
+
+adapt: install ## new users, feedback and new LLMs without retraining (conf/experiment/adapt_*.yaml; minutes per router): experiments/new_users/<name>_s<seed>.{json,md,png}
+	for e in adapt_new_users adapt_feedback adapt_new_llms; do \
+		$(BIN)/python -m proute.study adapt experiment=$$e $(ADAPT_ARGS) --out experiments/new_users || exit 1; \
+	done
 
 bench: install ## data-load/cache, masking, training-step and routing-latency benchmarks
 	$(BIN)/python scripts/bench.py
