@@ -24,6 +24,10 @@ scores every router alike (:mod:`proute.baselines.base` has the interface). By n
 ``knn``, ``mlp`` and ``mf`` need query embeddings (``query_emb=``) and choose their
 hyperparameters on the **validation** block only (``"selected"`` in their metrics);
 ``mlp`` and ``mf`` also stop early on it. The test block is scored once, never fitted on.
+
+A fitted baseline (all but ``oracle``) can be saved as a router directory and served like
+the GNN router: ``export_baselines=[knn,mf]`` in a training run writes ``baselines/<name>/``
+(:mod:`proute.baselines.export`; :func:`proute.router.load_router` loads either kind).
 """
 
 from __future__ import annotations
