@@ -33,8 +33,6 @@ from typing import Any, Sequence, cast
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from proute.study.adaptation.data import held_out, prepare, train_router
-
 __all__ = ["add_arguments", "main", "run"]
 
 log = logging.getLogger(__name__)
@@ -71,6 +69,8 @@ def options(cfg: DictConfig) -> dict[str, Any]:
 
 def run(overrides: Sequence[str], out: str | Path) -> dict[str, Any]:
     """Train (or reuse) the experiment's routers, evaluate, write the results; returns them."""
+    from proute.study.adaptation.data import held_out, prepare, train_router  # torch, DGL: on use
+
     out = Path(out)
     cfg = _compose(overrides)
     opts, seed = options(cfg), int(cfg.random_state)
