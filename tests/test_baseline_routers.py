@@ -187,6 +187,10 @@ def test_a_corrupt_or_unknown_baseline_router_is_refused_naming_file_and_field(r
         load_router(broken)
     with pytest.raises(RouterFormatError, match=r"state\.safetensors: not a readable"):
         ExportedBaseline.load(broken, verify=False)
+    with pytest.raises(
+        RouterFormatError, match=r"knn/router\.json: field 'kind' is 'baseline/knn', not a GNN"
+    ):
+        PersonalizedRouter.load(src)
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "router.json").write_text("{")
     with pytest.raises(RouterFormatError, match=r"e/router\.json: not valid JSON"):

@@ -112,6 +112,28 @@ def test_new_llms_have_no_training_rows():
         NewLLMSplit(llms=["gpt-9"])(user_data())
 
 
+def test_held_out_rows_none_and_all_draw_the_same_users_and_support():
+    """``held_out_rows``: none (no row of the held-out users/LLMs: adaptation without
+    retraining), all (every row: the router trained with them), the same draw either way."""
+    support = NewUserSplit(user_fraction=0.25, support_queries=3, seed=2)(user_data())
+    held = support.meta["split"]["new_users"]
+    none = NewUserSplit(user_fraction=0.25, support_queries=3, seed=2, held_out_rows="none")(user_data())
+    every = NewUserSplit(user_fraction=0.25, support_queries=3, seed=2, held_out_rows="all")(user_data())
+    assert none.meta["split"]["new_users"] == every.meta["split"]["new_users"] == held
+    assert not none.table["user_id"].astype(str).isin(held).any()
+    assert none.table.equals(support.table[~support.table["new_user"]])  # the other users untouched
+    assert len(every.table) == len(user_data().table)
+    with pytest.raises(DataError, match="split.held_out_rows is 'some'"):
+        NewUserSplit(users=[1], held_out_rows="some")(user_data())
+    gone = NewLLMSplit(llms=["b-qwen"], held_out_rows="none")(user_data())
+    assert "b-qwen" not in set(gone.table["llm"])
+    assert prepare(
+        user_data(), users=None, split=NewLLMSplit(llms=["b-qwen"], held_out_rows="none")
+    ).data.llms.index.tolist() == ["a-llama", "c-gemma"]
+    kept = NewLLMSplit(llms=["b-qwen"], held_out_rows="all")(user_data()).table
+    assert ((kept["llm"] == "b-qwen") & (kept["split"] == "train")).any()
+
+
 def test_prepare_validates_and_sorts():
     p = prepare(user_data(), users=None, split=QuerySplit())
     t = p.table

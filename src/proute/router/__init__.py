@@ -90,6 +90,14 @@ __all__ = [
 ]
 
 
+def _kind_or_none(path) -> str | None:
+    """router.json's ``kind`` when it can be read (artifact.load reports every other problem)."""
+    try:
+        return router_kind(path)
+    except RouterFormatError:
+        return None
+
+
 class PersonalizedRouter:
     """Routes (user, query) to the LLM the user would want.
 
@@ -215,6 +223,12 @@ class PersonalizedRouter:
         edited router anyway, with a :class:`RouterIntegrityWarning`. ``unknown_user``: the
         policy for user ids the router does not know (:attr:`unknown_user`).
         """
+        kind = _kind_or_none(path)
+        if kind is not None and kind != "gnn":
+            raise RouterFormatError(
+                f"{Path(path) / 'router.json'}: field 'kind' is {kind!r}, not a GNN router; "
+                "load it with proute.router.load_router(path)"
+            )
         return cls(artifact.load(path, device, verify, unknown_user), encoder)
 
     def save(self, path: str | os.PathLike) -> Path:
