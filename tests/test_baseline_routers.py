@@ -121,6 +121,10 @@ def test_a_reloaded_baseline_router_scores_as_the_fitted_baseline(run_dir, tmp_p
         None, list(pairs["user_id"]), list(pairs["task"]), query_emb=q
     )
     np.testing.assert_array_equal(again, scores)
+    resaved = load_router(tmp_path / name).save(tmp_path / f"{name}_again")  # a loaded router saves as it was
+    assert (resaved / "state.safetensors").read_bytes() == (
+        tmp_path / name / "state.safetensors"
+    ).read_bytes()
 
 
 @pytest.mark.parametrize("name", ["knn", "mf"])

@@ -24,6 +24,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -117,14 +119,14 @@ class ExportedBaseline:
         return out
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the router directory (its integrity hashes recorded in router.json)."""
+        """Write the router directory atomically (a failed save leaves an existing one), its
+        integrity hashes recorded in router.json."""
         from safetensors.numpy import save as save_arrays
 
-        from proute.router.artifact import _sha256, field_digest
+        from proute.router.artifact import _sha256, _umask, _write_durably, field_digest
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        arrays = getattr(self, "_arrays", None) or to_state(self.baseline)[1]
+        arrays = self._arrays if self._arrays is not None else to_state(self.baseline)[1]
         arrays = {k: np.ascontiguousarray(v) for k, v in {**arrays, "task_centroids": self.centroids}.items()}
         blob = save_arrays(arrays)
         meta = {k: v for k, v in self.meta.items() if k != "integrity"}
@@ -133,8 +135,18 @@ class ExportedBaseline:
             "files": {"state.safetensors": _sha256(blob)},
             "fields": {f: field_digest(f, meta.get(f)) for f in HASHED_FIELDS},
         }
-        (path / "state.safetensors").write_bytes(blob)
-        (path / "router.json").write_text(json.dumps(meta, indent=2))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            _write_durably(tmp / "state.safetensors", blob)
+            _write_durably(tmp / "router.json", json.dumps(meta, indent=2).encode("utf-8"))
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return path
 
     @classmethod
@@ -158,6 +170,7 @@ class ExportedBaseline:
                 f"{path / 'state.safetensors'}: does not match router.json field 'baseline' ({exc})"
             ) from None
         out = cls(baseline, meta, _centroids(path, arrays, meta), encoder)
+        out._arrays = {k: v for k, v in arrays.items() if k != "task_centroids"}  # saved again as loaded
         out.unknown_user = unknown_user
         return out
 
