@@ -65,7 +65,8 @@ def test_new_users_reward_rises_with_support_queries(tmp_path, cache_dir):
         "adapt_new_users",
         "split.users=[u4]",
         "adapt.ks=[0,10]",
-        "adapt.settings={fit:[1.0]}",
+        "adapt.mixture_sharpness=[]",
+        "adapt.prior_strength=[1.0]",
         "adapt.feedback_events=[0,10]",
         "adapt.feedback_modes=[full]",
     )
@@ -87,11 +88,21 @@ def test_new_users_reward_rises_with_support_queries(tmp_path, cache_dir):
     assert curve[0]["reward"] < 0.5 < curve[1]["reward"]
     text = (out / "new_users_s42.md").read_text()
     assert "| 10 |" in text and (out / "new_users_s42.png").stat().st_size > 0
-    # a rerun reuses both finished training runs (same configs) and gives the same numbers
-    stamp = (out / "runs" / "new_users_without_s42" / "router" / "router.json").stat().st_mtime_ns
-    again = adaptation.run(args, out)["new_users"]
-    assert (out / "runs" / "new_users_without_s42" / "router" / "router.json").stat().st_mtime_ns == stamp
-    assert [r["reward"] for r in again["k"]] == [r["reward"] for r in res["k"]]
+    # adapt_feedback reuses both finished training runs (the same train configs)
+    runs = out / "runs"
+    stamps = {
+        d: (runs / d / "router" / "router.json").stat().st_mtime_ns
+        for d in ("new_users_without_s42", "new_users_reference_s42")
+    }
+    feedback_args = [a for a in args if not a.startswith(("experiment=", "adapt.feedback_modes="))]
+    fb = adaptation.run(
+        [*feedback_args, "experiment=adapt_feedback", "adapt.feedback_imputations=[own]"], out
+    )
+    assert {d: (runs / d / "router" / "router.json").stat().st_mtime_ns for d in stamps} == stamps
+    variants = fb["new_users"]["feedback_variants"]
+    assert set(variants) == {"own (fit)", "own+explore (fit)"}
+    assert all([c["events"] for c in v["curve"]] == [0, 10] for v in variants.values())
+    assert (out / "feedback_s42.md").read_text().count("| own") == 2
 
 
 def test_new_llms_are_added_and_scored(tmp_path, cache_dir):

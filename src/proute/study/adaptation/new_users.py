@@ -57,16 +57,23 @@ def load_placed(router_dir: Path, setting: Setting, support: Mapping[Any, Sequen
     elif method == "mixture":
         r.meta["adapt"]["mixture_sharpness"] = float(value)
     else:
-        raise ValueError(f"adapt.settings: unknown new-user method {method!r}; expected 'fit' or 'mixture'")
+        raise ValueError(f"unknown new-user method {method!r}; expected 'fit' or 'mixture'")
     t0 = time.perf_counter()
     for u, queries in support.items():
         r.add_user(u, [it for s in queries[:k] for it in s.interactions])
     return r, (time.perf_counter() - t0) / max(1, len(support))
 
 
-def settings_of(grid: Mapping[str, Sequence[float]]) -> list[Setting]:
-    """``{method: [values]}`` (``adapt.settings``) as a list of ``(method, value)``."""
-    return [(str(m), float(v)) for m, values in grid.items() for v in values]
+def settings_of(opts: Mapping[str, Any]) -> list[Setting]:
+    """The ``(method, value)`` grid: ``adapt.mixture_sharpness`` values of ``"mixture"`` and
+    ``adapt.prior_strength`` values of ``"fit"`` (an empty list leaves the method out)."""
+    out = [("mixture", float(v)) for v in opts.get("mixture_sharpness") or []]
+    out += [("fit", float(v)) for v in opts.get("prior_strength") or []]
+    if not out:
+        raise ValueError(
+            "adapt.mixture_sharpness and adapt.prior_strength are both empty: no add_user setting to try"
+        )
+    return out
 
 
 def run_grid(inputs: NewUserInputs, settings: Sequence[Setting], ks: Sequence[int]) -> dict:
@@ -99,7 +106,7 @@ def best_single_llm(inputs: NewUserInputs, test) -> dict:
 def evaluate_new_users(inputs: NewUserInputs, opts: Mapping[str, Any]) -> dict:
     """The new-user results (``results.json``'s ``new_users``); ``opts`` is ``adapt``."""
     ks = [int(k) for k in opts["ks"]]
-    settings = settings_of(opts["settings"])
+    settings = settings_of(opts)
     grid = run_grid(inputs, settings, ks)
     chosen = max(settings, key=lambda s: np.mean([grid[(*s, k)]["val"] for k in ks]))
     test = block(inputs.data, "test", inputs.held)
