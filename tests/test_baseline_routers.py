@@ -90,8 +90,11 @@ def test_baseline_router_refuses_unknown_users_and_adaptation(run_dir):
     router = load_router(run_dir / "baselines" / "knn")
     with pytest.raises(KeyError, match="request 0: unknown user_id 'stranger'"):
         router.route_batch(requests("stranger"))
+    mixed = router.route_batch([*requests("likes_big")[:1], *requests("stranger")[:1]], errors="return")
+    assert mixed[0]["routed_as"] == "user" and mixed[1]["code"] == "unknown_user" and mixed[1]["index"] == 1
     router.unknown_user = "average"
-    assert len(router.route_batch(requests("stranger"))) == 4  # the baseline's own fallback
+    routed = router.route_batch(requests("stranger"))  # the baseline's own fallback
+    assert len(routed) == 4 and {r["routed_as"] for r in routed} == {"average"}
     with pytest.raises(NotAdaptable, match="'baseline/knn' cannot feedback"):
         router.feedback("likes_big", text(1), "big-llama", 1.0)
     assert isinstance(NotAdaptable("x"), NotImplementedError)

@@ -33,25 +33,24 @@ import numpy as np
 import pandas as pd
 
 from proute.baselines.base import BaselineRouter, QueryEmbeddings
-from proute.baselines.state import StateError, exportable, from_state, to_state
+from proute.baselines.reading import (
+    FORMAT_VERSION,
+    HASHED_FIELDS,
+    KIND_PREFIX,
+    _arrays,
+    _centroids,
+    _format_error,
+    _read,
+)
+from proute.baselines.state import StateError, from_state, to_state
 from proute.data.ids import UserIdError, user_key
 
-KIND_PREFIX = "baseline/"
-FORMAT_VERSION = 1
-FILES = ("router.json", "state.safetensors")
-HASHED_FIELDS = ("kind", "baseline", "llms", "users", "tasks", "query_dim", "encoder")
 ADAPTATION = ("add_user", "feedback", "add_llm")
 _UNKNOWN = "\x00unknown user"  # no training user has this id: every baseline's fallback
 
 
 class NotAdaptable(AttributeError, NotImplementedError):
     """A baseline router cannot adapt (add users, take feedback, add LLMs) without refitting."""
-
-
-def _format_error(message: str):
-    from proute.router.artifact import RouterFormatError
-
-    return RouterFormatError(message)
 
 
 class ExportedBaseline:
@@ -260,12 +259,32 @@ class ExportedBaseline:
             t if t is not None else self.meta["tasks"][int(j)] for t, j in zip(tasks, nearest, strict=True)
         ]
 
-    def route_batch(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Route requests as :meth:`proute.router.PersonalizedRouter.route_batch` does."""
-        for i, r in enumerate(requests):
-            error = self.request_error(r)
-            if error is not None:
+    def route_batch(self, requests: Sequence[dict[str, Any]], errors: str = "raise") -> list[dict[str, Any]]:
+        """Route requests as :meth:`proute.router.PersonalizedRouter.route_batch` does: each
+        decision ``{"model_name", "scores", "user_id", "task", "routed_as"}``; ``errors="raise"``
+        raises for the first bad request, ``"return"`` puts ``{"index", "error", "code"}`` in
+        its place."""
+        from proute.router.routing import BATCH_ERRORS, error_code
+
+        if errors not in BATCH_ERRORS:
+            raise ValueError(f"errors={errors!r}; expected one of {list(BATCH_ERRORS)}")
+        problems = [self.request_error(r) for r in requests]
+        out: list[dict[str, Any]] = []
+        for i, error in enumerate(problems):
+            if error is not None and errors == "raise":
                 raise type(error)(f"request {i}: {error.args[0]}")
+            out.append(
+                {} if error is None else {"index": i, "error": error.args[0], "code": error_code(error)}
+            )
+        ok = [i for i, e in enumerate(problems) if e is None]
+        if ok:
+            for i, d in zip(ok, self._decide([requests[i] for i in ok]), strict=True):
+                out[i] = d
+        return out
+
+    def _decide(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        from proute.schema import UNKNOWN_USER_AVERAGE
+
         scores, used = self.score(
             [r["query"] for r in requests],
             [r["user_id"] for r in requests],
@@ -280,13 +299,12 @@ class ExportedBaseline:
                 "scores": dict(zip(llms, map(float, finite), strict=True)),
                 "user_id": r["user_id"],
                 "task": t,
+                "routed_as": "user" if user_key(r["user_id"]) in self._users else UNKNOWN_USER_AVERAGE,
             }
             if rng is not None and r.get("explore"):
                 p = np.exp(np.clip(finite - finite.max(), -700, 0))
-                d["greedy_model_name"], d["model_name"] = (
-                    d["model_name"],
-                    llms[int(rng.choice(len(llms), p=p / p.sum()))],
-                )
+                d["greedy_model_name"] = d["model_name"]
+                d["model_name"] = llms[int(rng.choice(len(llms), p=p / p.sum()))]
             out.append(d)
         return out
 
@@ -298,76 +316,6 @@ def _json_default(x: Any) -> Any:
     if isinstance(x, np.generic):
         return x.item()
     raise TypeError(f"not JSON: {x!r}")
-
-
-def _read(path: Path, verify: bool) -> tuple[dict, bytes]:
-    """``(router.json, state.safetensors bytes)``, checked (see :meth:`ExportedBaseline.load`)."""
-    from proute.baselines import BASELINES
-    from proute.router.artifact import _sha256, field_digest
-
-    for name in FILES:
-        if not (path / name).is_file():
-            raise _format_error(f"{path}: missing {name}; a baseline router has {list(FILES)}")
-    meta_file = path / "router.json"
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _format_error(f"{meta_file}: not valid JSON ({exc})") from None
-    kind = meta.get("kind") if isinstance(meta, dict) else None
-    names = [KIND_PREFIX + n for n in exportable()]
-    if kind not in names:
-        raise _format_error(
-            f"{meta_file}: field 'kind' is {kind!r}; a baseline router's kind is one of {names}"
-        )
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise _format_error(
-            f"{meta_file}: field 'format_version' is {meta.get('format_version')!r}; "
-            f"expected {FORMAT_VERSION}"
-        )
-    for key in (*HASHED_FIELDS, "integrity"):
-        if key not in meta:
-            raise _format_error(f"{meta_file}: missing field {key!r}")
-    if not isinstance(meta["baseline"], dict) or meta["baseline"].get("name") not in BASELINES:
-        raise _format_error(f"{meta_file}: field 'baseline' does not name a baseline ({meta['baseline']!r})")
-    if KIND_PREFIX + meta["baseline"]["name"] != kind:
-        raise _format_error(
-            f"{meta_file}: field 'kind' is {kind!r} but field 'baseline' names {meta['baseline']['name']!r}"
-        )
-    blob = (path / "state.safetensors").read_bytes()
-    if verify:
-        recorded = meta["integrity"] if isinstance(meta["integrity"], dict) else {}
-        for f in HASHED_FIELDS:
-            if field_digest(f, meta[f]) != recorded.get("fields", {}).get(f):
-                raise _format_error(
-                    f"{meta_file}: field {f!r} does not match its sha256 in field 'integrity'"
-                )
-        if _sha256(blob) != recorded.get("files", {}).get("state.safetensors"):
-            raise _format_error(
-                f"{path / 'state.safetensors'}: its sha256 is not the one recorded in {meta_file}"
-            )
-    return meta, blob
-
-
-def _arrays(path: Path, blob: bytes) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load as load_arrays
-
-    try:
-        return dict(load_arrays(blob))
-    except (SafetensorError, ValueError) as exc:
-        raise _format_error(
-            f"{path / 'state.safetensors'}: not a readable safetensors file ({exc})"
-        ) from None
-
-
-def _centroids(path: Path, arrays: dict, meta: dict) -> np.ndarray:
-    c = arrays.get("task_centroids")
-    if c is None or c.shape != (len(meta["tasks"]), meta["query_dim"]):
-        raise _format_error(
-            f"{path / 'state.safetensors'}: 'task_centroids' is missing or not "
-            f"[{len(meta['tasks'])} tasks, {meta['query_dim']}]"
-        )
-    return c
 
 
 def export_baselines(names: Sequence[str], fitted: dict, gnn_router, out: Path) -> list[Path]:

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from proute.baselines import BASELINES
+from proute.baselines.tables import BestLLMRouter
 from proute.data.pipeline import PreparedData
 from proute.data.table import USER_COLUMN
 from proute.study.adaptation.data import Support, block, llms_of, router_scorer, summary, support_of
@@ -99,7 +99,7 @@ def best_single_llm(inputs: NewUserInputs, test) -> dict:
     """The one LLM with the best mean reward on the known users' training rows, on ``test``."""
     t = inputs.data.table
     known = t[(t["split"] == "train") & ~t[USER_COLUMN].isin(inputs.held)]
-    router = BASELINES["best_llm"](llms_of(inputs.data)).fit(known)
+    router = BestLLMRouter(llms_of(inputs.data)).fit(known)
     return {"llm": router.llms[int(np.argmax(router.row_))], "reward": summary(router, test)["reward"]}
 
 
