@@ -22,6 +22,7 @@ import numpy as np
 from proute.baselines.tables import BestLLMRouter
 from proute.data.pipeline import PreparedData
 from proute.data.table import USER_COLUMN
+from proute.schema import UNKNOWN_USER_AVERAGE
 from proute.study.adaptation.data import Support, block, llms_of, router_scorer, summary, support_of
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def average_policy_reward(inputs: NewUserInputs, setting: Setting, test) -> floa
     """Test reward of the held-out users routed as unknown users under
     ``unknown_user="average"`` (no add_user): k = 0 by construction, a check of it."""
     r, _ = load_placed(inputs.router_dir, setting, {}, 0)
-    r.unknown_user = "average"
+    r.unknown_user = UNKNOWN_USER_AVERAGE
     pairs, dense = test
     unknown = pairs.assign(user_id=[f"unknown-{u}" for u in pairs[USER_COLUMN]])
     scores = router_scorer(r, inputs.data).score(unknown)
