@@ -44,6 +44,7 @@ from proute.baselines.reading import (
 )
 from proute.baselines.state import StateError, from_state, to_state
 from proute.data.ids import UserIdError, user_key
+from proute.schema import UNKNOWN_USER_AVERAGE, UNKNOWN_USER_ERROR
 
 ADAPTATION = ("add_user", "feedback", "add_llm")
 _UNKNOWN = "\x00unknown user"  # no training user has this id: every baseline's fallback
@@ -60,7 +61,7 @@ class ExportedBaseline:
         self.baseline, self.meta, self.centroids = baseline, meta, np.asarray(centroids, np.float32)
         self._encoder = encoder
         self._users = {user_key(u): u for u in meta["users"]}
-        self._unknown_user = "error"
+        self._unknown_user = UNKNOWN_USER_ERROR
         self._arrays: dict[str, np.ndarray] | None = None  # the fitted state, until saved
 
     kind = property(lambda self: str(self.meta["kind"]))
@@ -150,7 +151,11 @@ class ExportedBaseline:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, encoder=None, verify: bool = True, unknown_user: str = "error"
+        cls,
+        path: str | os.PathLike,
+        encoder=None,
+        verify: bool = True,
+        unknown_user: str = UNKNOWN_USER_ERROR,
     ) -> "ExportedBaseline":
         """Load a baseline router directory; :class:`~proute.router.RouterFormatError` naming
         the file and field for anything missing, unknown or changed since export."""
@@ -192,7 +197,7 @@ class ExportedBaseline:
             key = user_key(user_id)
         except UserIdError as exc:
             return ValueError(exc.args[0])
-        if key not in self._users and self._unknown_user == "error":
+        if key not in self._users and self._unknown_user == UNKNOWN_USER_ERROR:
             return KeyError(f"unknown user_id {user_id!r}: this router knows {len(self._users)} users")
         if task is not None and task not in set(self.meta["tasks"]):
             return KeyError(f"unknown task {task!r}; known tasks: {self.tasks}")
@@ -283,8 +288,6 @@ class ExportedBaseline:
         return out
 
     def _decide(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        from proute.schema import UNKNOWN_USER_AVERAGE
-
         scores, used = self.score(
             [r["query"] for r in requests],
             [r["user_id"] for r in requests],

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from proute.router.artifact import RouterFormatError
+from proute.schema import UNKNOWN_USER_ERROR
 
 GNN_KIND = "gnn"
 BASELINE_PREFIX = "baseline/"
@@ -44,7 +45,7 @@ def load_router(
     encoder=None,
     device: Any = "cpu",
     verify: bool = True,
-    unknown_user: str = "error",
+    unknown_user: str = UNKNOWN_USER_ERROR,
 ):
     """The router of directory ``path``, whatever its kind (see the module docstring)."""
     if router_kind(path) == GNN_KIND:
