@@ -78,6 +78,7 @@ def test_training_exports_baselines_that_route_each_user_to_its_llm(run_dir):
     for name in ("knn", "mf"):
         router = load_router(run_dir / "baselines" / name)
         assert isinstance(router, ExportedBaseline) and router.kind == f"baseline/{name}"
+        assert router.meta["config"]["export_baselines"] == ["knn", "mf"]  # the run's config, recorded
         for user, good in USERS.items():
             for r in router.route_batch(requests(user)):
                 assert r["model_name"] == max(r["scores"], key=r["scores"].get) == good, (name, user, r)
@@ -230,3 +231,17 @@ def test_a_baseline_router_is_served(run_dir):
         assert httpx.get(s.url + "/health").json()["features"] == dict.fromkeys(
             ("feedback", "add_user", "add_llm"), False
         )
+
+
+def test_proute_evaluate_scores_a_baseline_router(run_dir):
+    """What `proute evaluate ROUTER` computes (proute.cli.evaluate.evaluate_router), on a
+    baseline router: its test reward is the one training reported, the split is checked to
+    be held out with the run's recorded config, tasks are inferred by centroid."""
+    from proute.cli.evaluate import evaluate_router
+    from proute.config import compose
+
+    cfg = compose("train", [f"{k}={v}" for k, v in _data_overrides(run_dir).items()])
+    result = evaluate_router(load_router(run_dir / "baselines" / "knn"), cfg, "test", log=lambda m: None)
+    reported = json.loads((run_dir / "metrics.json").read_text())["baselines"]["test"]["knn"]["overall"]
+    assert result["gold"]["overall"]["reward"] == pytest.approx(reported["reward"], abs=1e-12)
+    assert result["held_out"] is True and result["task_inference"] == "centroid"

@@ -112,6 +112,9 @@ class ExportedBaseline:
             "encoder": dict(gnn_router.meta["encoder"]),
             "query_dim": int(gnn_router.meta["query_dim"]),
             "selection": {k: v for k, v in (info or {}).items() if k in ("selected", "selected_on")},
+            # the run's resolved training config, for the record (`proute evaluate` checks with
+            # it that an evaluated split is held out); never read to route
+            "config": gnn_router.meta.get("config"),
         }
         meta = json.loads(json.dumps(meta, default=_json_default))
         out = cls(baseline, meta, gnn_router.task_centroids.detach().cpu().numpy())
