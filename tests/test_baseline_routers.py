@@ -245,3 +245,16 @@ def test_proute_evaluate_scores_a_baseline_router(run_dir):
     reported = json.loads((run_dir / "metrics.json").read_text())["baselines"]["test"]["knn"]["overall"]
     assert result["gold"]["overall"]["reward"] == pytest.approx(reported["reward"], abs=1e-12)
     assert result["held_out"] is True and result["task_inference"] == "centroid"
+
+
+def test_proute_infer_routes_with_a_baseline_router(run_dir, capsys):
+    """`proute infer baselines/<name>` loads the baseline router (load_router) and prints
+    the LLM it picks, as for a GNN router."""
+    from proute.cli import main
+
+    router = load_router(run_dir / "baselines" / "knn")
+    user = router.users[0]
+    expected = router.route_single({"query": text(100), "user_id": user})["model_name"]
+    code = main(["infer", str(run_dir / "baselines" / "knn"), "--query", text(100), "--user", str(user)])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["model_name"] == expected

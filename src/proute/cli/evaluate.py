@@ -157,12 +157,12 @@ def _report_held_out(result: dict, router, cfg, split: str, log) -> str:
 
 def evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
     from proute.config import compose
-    from proute.router import PersonalizedRouter
+    from proute.router import load_router
 
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise SystemExit(f"proute evaluate: {bad[0]!r} is not a Hydra override (key=value)")
-    router = PersonalizedRouter.load(args.router)
+    router = load_router(args.router)
     if args.unknown_user is not None:
         from proute.serving.app import unknown_user_policy
 

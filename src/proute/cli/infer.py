@@ -47,12 +47,12 @@ def _load_requests(args: argparse.Namespace):
     """``(router, requests)``: the router (with the ``--unknown-user`` policy) and the
     checked requests of ``--file`` or of ``--query``/``--user``/``--task``; a bad request
     is a one-line :class:`SystemExit`."""
-    from proute.router import PersonalizedRouter
+    from proute.router import load_router
     from proute.serving.user_ids import text_user_id
 
     if args.file:
         numbered = read_requests(args.file)  # before the router: a bad file fails fast
-        router = PersonalizedRouter.load(args.router, unknown_user=args.unknown_user)
+        router = load_router(args.router, unknown_user=args.unknown_user)
         for n, request in numbered:
             error = _request_error(router, request, args.unknown_user)
             if error is not None:
@@ -61,7 +61,7 @@ def _load_requests(args: argparse.Namespace):
     if args.query is not None and args.user is not None:
         user = text_user_id(args.user, "--user")  # the chat page's reading: "007" is not user 7
         requests = [{"query": args.query, "user_id": user, "task": args.task}]
-        router = PersonalizedRouter.load(args.router, unknown_user=args.unknown_user)
+        router = load_router(args.router, unknown_user=args.unknown_user)
         error = _request_error(router, requests[0], args.unknown_user)
         if error is not None:
             raise fail("--query/--user/--task", error)

@@ -38,7 +38,13 @@ the answer, or the error of its call).
 
 def _router(p) -> None:
     """The router directory: the positional ROUTER, or ``--router ROUTER``."""
-    p.add_argument("router", nargs="?", default=None, metavar="ROUTER", help="exported router directory")
+    p.add_argument(
+        "router",
+        nargs="?",
+        default=None,
+        metavar="ROUTER",
+        help="exported router directory (a run's router/ or baselines/<name>/)",
+    )
     p.add_argument(
         "--router", dest="router_option", default=None, metavar="ROUTER", help="the same, as an option"
     )
