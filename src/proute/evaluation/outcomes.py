@@ -141,7 +141,7 @@ def cost_quality_points(
     outcomes: pd.DataFrame,
     picks: Mapping[str, pd.DataFrame] | None = None,
     router_points: pd.DataFrame | None = None,
-    by: str = "user_id",
+    by: str | None = "user_id",
 ) -> pd.DataFrame:
     """Mean cost and performance per user of each router, each single LLM and the oracle.
 
