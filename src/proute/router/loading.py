@@ -24,8 +24,12 @@ def router_kind(path: str | os.PathLike) -> str:
     """The ``kind`` of the router directory ``path`` (``"gnn"`` when router.json has none);
     :class:`RouterFormatError` naming the file for a missing or unreadable router.json."""
     meta_file = Path(path) / "router.json"
+    if not Path(path).exists():
+        raise RouterFormatError(f"{path}: no such router directory (a run's router/ or baselines/<name>/)")
+    if not Path(path).is_dir():
+        raise RouterFormatError(f"{path}: not a router directory (a run's router/ or baselines/<name>/)")
     if not meta_file.is_file():
-        raise RouterFormatError(f"{path}: no router.json; expected an exported router directory")
+        raise RouterFormatError(f"{path}: missing router.json; expected an exported router directory")
     try:
         meta = json.loads(meta_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
