@@ -22,6 +22,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from proute.evaluation.scoring import outcome_matrix
+
 KEY = ["user_id", "query_id"]
 GNN = "gnn"
 
@@ -76,7 +78,7 @@ def baseline_picks(
     llms = list(llms)
     test = table.loc[table["split"] == "test"]
     pairs = pairs[KEY + ["task"]].reset_index(drop=True)
-    observed = _dense(test, pairs, llms, "reward")
+    observed = outcome_matrix(test, pairs, llms, "reward")
     out = {}
     for name in names:
         scores = BASELINES[name](llms).fit(table.loc[table["split"] == "train"]).score(pairs)
@@ -101,15 +103,6 @@ def refittable(names: Sequence[str]) -> list[str]:
         )
 
     return [n for n in names if n in BASELINES and ok(BASELINES[n])]
-
-
-def _dense(outcomes: pd.DataFrame, pairs: pd.DataFrame, llms: list[str], col: str) -> np.ndarray:
-    """``[len(pairs), len(llms)]`` matrix of ``col``, NaN where not observed."""
-    wide = outcomes.assign(**{k: outcomes[k].astype(str) for k in KEY}).pivot_table(
-        index=KEY, columns="llm", values=col, aggfunc="first", observed=True
-    )
-    index = pd.MultiIndex.from_arrays([pairs[k].astype(str) for k in KEY])
-    return wide.reindex(index=index, columns=llms).to_numpy(dtype=float)
 
 
 def attach_outcomes(picks: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
