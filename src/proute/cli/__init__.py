@@ -1,7 +1,7 @@
 """The ``proute`` command line (``proute --help``: :data:`.parser.EPILOG` lists the commands).
 
 One module per command: :mod:`.hydra_commands` (``train``, ``data``, ``--config FILE``),
-:mod:`.infer`, :mod:`.evaluate`, :mod:`.services` (``serve``, ``chat``); the parser in
+:mod:`.infer`, :mod:`.evaluate`, :mod:`.services` (``serve``, ``chat``), :mod:`.keys`; the parser in
 :mod:`.parser`, the requests file, result files and atomic writes in :mod:`.requests_io`.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from proute.cli.evaluate import evaluate, evaluate_router, metrics_table
 from proute.cli.hydra_commands import run_hydra
 from proute.cli.infer import infer
+from proute.cli.keys import keys_command
 from proute.cli.parser import build_parser
 from proute.cli.requests_io import read_requests, write_atomically
 from proute.cli.services import chat_command, serve_command, stub_upstream_command
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         args, overrides = parser.parse_args(argv), []
     if args.command == "stub-upstream":  # no router
         return stub_upstream_command(args)
+    if args.command == "keys":  # no router
+        return keys_command(args)
     _resolve_router(parser, args, overrides)
     from proute.data.text_encoders import ModelNotAvailableError
     from proute.router import RouterFormatError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from proute.cli.keys import add_keys_parser
 from proute.schema import UNKNOWN_USER_POLICIES
 
 DESCRIPTION = """\
@@ -22,6 +23,8 @@ commands:
   proute evaluate ROUTER [--split test] [--allow-overlap] [hydra overrides: dataset=, ...]
   proute serve ROUTER [--host 127.0.0.1] [--port 8000] [--upstreams FILE] [--unknown-user P]
   proute chat ROUTER [--port 7860] [--share] [--upstreams FILE]   (needs the chat extra)
+  proute keys create --role admin|app [--users ID ...] [--name NAME] --keys FILE
+  proute keys list --keys FILE | proute keys revoke ID --keys FILE   (serve --api-keys FILE)
   proute stub-upstream [--port 8001]   a fake OpenAI-compatible upstream (echoes) to try them
 
 ROUTER is an exported router directory (also --router ROUTER). train and data take
@@ -111,6 +114,25 @@ def _serve(sub) -> None:
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads for routing (default: one per core)"
     )
+    _serve_keys(p)
+
+
+def _serve_keys(p) -> None:
+    """``proute serve``'s API keys (proute.serving.auth)."""
+    p.add_argument(
+        "--api-keys", type=Path, metavar="FILE", help="every request needs a key of FILE (proute keys create)"
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve on a non-loopback --host without --api-keys (anyone reaching it may use it)",
+    )
+    p.add_argument(
+        "--key-rate", default=None, help="default rate limit per key: 20/s (default), 600/min, none"
+    )
+    p.add_argument(
+        "--key-burst", type=int, default=None, help="default burst per key (default: 2 s of the rate)"
+    )
 
 
 def _chat(sub) -> None:
@@ -143,4 +165,5 @@ def build_parser() -> argparse.ArgumentParser:
     _serve(sub)
     _chat(sub)
     _stub_upstream(sub)
+    add_keys_parser(sub)
     return parser

@@ -28,6 +28,10 @@ def serve_command(args: argparse.Namespace) -> int:
             args.max_batch,
             args.max_wait_ms,
             threads=args.threads,
+            api_keys=args.api_keys,
+            insecure=args.insecure,
+            key_rate=args.key_rate,
+            key_burst=args.key_burst,
         )
     except UpstreamsError as exc:
         raise SystemExit(f"proute serve: {exc}") from None

@@ -19,6 +19,10 @@ bad value (both name it in ``param``), 404 for an unknown user under the ``error
 502 naming the upstream when it fails, answers an error status or times out.
 
 Routing is micro-batched on the router's one thread (:mod:`proute.serving.batching`).
+
+With ``api_keys`` (``proute serve --api-keys FILE``) every path needs ``Authorization:
+Bearer KEY`` (401), what a key may do is checked per request (403) and each key has a rate
+limit (429): :mod:`proute.serving.auth`.
 """
 
 from __future__ import annotations
@@ -88,6 +92,9 @@ def create_app(
     max_wait_ms: float = 2.0,
     warmup: bool = True,
     threads: int | None = None,
+    api_keys=None,
+    key_rate=None,
+    key_burst: int | None = None,
 ):
     """The FastAPI app serving ``router`` (a loaded :class:`~proute.router.PersonalizedRouter`).
 
@@ -99,6 +106,9 @@ def create_app(
     for routing (default: torch's own choice, one per core); on a machine shared with other
     jobs, 1 avoids the oversubscription that multiplies latency (see scripts/loadtest.py).
     ``warmup``: load the text encoder at start-up, not at the first request.
+    ``api_keys``: a keys file (``proute keys create``) or a :class:`~proute.serving.auth.KeyRing`:
+    every request then needs a key (:mod:`proute.serving.auth`); ``key_rate`` (``"20/s"``)
+    and ``key_burst``: the default limit per key.
     """
     # FastAPI is the serve extra: imported when an app is built, so that this module (and
     # unknown_user_policy, which `proute evaluate` uses) imports without it.
@@ -109,6 +119,7 @@ def create_app(
     from proute.serving.service import Service
 
     policy = unknown_user_policy(router, unknown_user)
+    ring = _key_ring(api_keys, key_rate, key_burst)
     service = Service(router, RouterThread(router, max_batch, max_wait_ms, threads), upstreams, policy)
 
     @contextlib.asynccontextmanager
@@ -119,11 +130,25 @@ def create_app(
 
     app = FastAPI(title="proute", version="1", lifespan=lifespan)
     app.state.service, app.state.router, app.state.policy = service, router, policy
+    app.state.api_keys = ring
+    if ring is not None:  # around everything, /docs and /openapi.json included
+        from proute.serving.auth import APIKeyMiddleware
+
+        app.add_middleware(APIKeyMiddleware, ring=ring)
     app.state.batcher = service.thread.batcher
     for module in (health, route, completions, users):
         app.include_router(module.router)
     _error_handlers(app)
     return app
+
+
+def _key_ring(api_keys, rate, burst):
+    """The :class:`~proute.serving.auth.KeyRing` of ``api_keys`` (a path or one), or ``None``."""
+    if api_keys is None:
+        return None
+    from proute.serving.auth import KeyRing
+
+    return api_keys if isinstance(api_keys, KeyRing) else KeyRing(api_keys, rate, burst)
 
 
 def serve(
@@ -136,10 +161,19 @@ def serve(
     max_wait_ms: float = 2.0,
     log_level: str = "info",
     threads: int | None = None,
+    api_keys=None,
+    insecure: bool = False,
+    key_rate=None,
+    key_burst: int | None = None,
 ) -> None:
-    """Load the router (and upstreams) and serve until interrupted."""
+    """Load the router (and upstreams) and serve until interrupted. A ``host`` other than
+    loopback needs ``api_keys`` (a keys file), or ``insecure=True`` to serve without them."""
     import uvicorn  # the serve extra
 
+    from proute.serving.auth import check_exposure
+
+    check_exposure(host, api_keys, insecure)
+    ring = _key_ring(api_keys, key_rate, key_burst)  # a bad keys file fails before the router loads
     from proute.router import load_router
     from proute.serving.upstreams import load_upstreams
 
@@ -152,5 +186,6 @@ def serve(
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         threads=threads,
+        api_keys=ring,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

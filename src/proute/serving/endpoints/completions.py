@@ -21,6 +21,7 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from proute.serving.auth import authorize
 from proute.serving.endpoints import ServiceDep
 from proute.serving.errors import APIError
 from proute.serving.schemas import CHAT_HINTS, ChatCompletionRequest, ChatCompletionResponse, RouteRequest
@@ -88,6 +89,7 @@ async def _decide(service: Service, body: ChatCompletionRequest) -> tuple[dict[s
 async def chat_completions(request: Request, service: ServiceDep):
     raw = json_object(await request.body())
     body = validated(ChatCompletionRequest, raw, CHAT_HINTS)
+    authorize(request, "route", body.user, "user")
     d, upstream = await _decide(service, body)
     headers = decision_headers(d)
     client = service.client()

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from proute.serving.auth import authorize
 from proute.serving.endpoints import ServiceDep
 from proute.serving.errors import APIError
 from proute.serving.schemas import RouteBatchRequest, RouteDecision, RouteRequest, RouteResults
@@ -18,9 +19,11 @@ from proute.serving.service import Service, json_object, validated
 router = APIRouter()
 
 
-async def _item(service: Service, i: int, item: Any) -> dict[str, Any]:
+async def _item(request: Request, service: Service, i: int, item: Any) -> dict[str, Any]:
     try:
-        return await service.route(validated(RouteRequest, item))
+        one = validated(RouteRequest, item)
+        authorize(request, "route", one.the_user, one.user_field)
+        return await service.route(one)
     except APIError as err:
         err = err.within(f"requests[{i}]")
         return {**err.body(), "status": err.status}
@@ -30,8 +33,12 @@ async def _item(service: Service, i: int, item: Any) -> dict[str, Any]:
 async def route(request: Request, response: Response, service: ServiceDep):
     body = json_object(await request.body())
     if "requests" not in body:
-        d = await service.route(validated(RouteRequest, body))
+        one = validated(RouteRequest, body)
+        authorize(request, "route", one.the_user, one.user_field)
+        d = await service.route(one)
         response.headers["x-proute-routed-as"] = str(d.get("routed_as", "user"))
         return d
     items = validated(RouteBatchRequest, body).requests
-    return {"results": list(await asyncio.gather(*(_item(service, i, x) for i, x in enumerate(items))))}
+    return {
+        "results": list(await asyncio.gather(*(_item(request, service, i, x) for i, x in enumerate(items))))
+    }

@@ -1,6 +1,6 @@
 """``POST /v1/feedback`` (``router.feedback(user, query, llm, outcome)``) and ``POST
 /v1/users`` (``router.add_user(user, interactions)``); 501 when the loaded router version
-has neither."""
+has neither; 403 for a user the API key may not update (:func:`proute.serving.auth.authorize`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from proute.serving.auth import authorize
 from proute.serving.endpoints import ServiceDep
 from proute.serving.errors import APIError
 from proute.serving.schemas import AddUserRequest, AddUserResponse, FeedbackRequest, FeedbackResponse
@@ -22,6 +23,7 @@ async def feedback(request: Request, service: ServiceDep):
     fn = service.needs("feedback")
     body = validated(FeedbackRequest, raw, llms=list(service.router.llms))
     user, llm = body.the_user, body.the_llm
+    authorize(request, "user", user, body.user_field)
     result = await service.call(fn, user, body.query, llm, body.outcome, user_field=body.user_field)
     out: dict[str, Any] = {"status": "ok", "user_id": user, "llm": llm}
     if isinstance(result, dict):
@@ -34,6 +36,7 @@ async def add_user(request: Request, service: ServiceDep):
     raw = json_object(await request.body())
     fn = service.needs("add_user")
     body = validated(AddUserRequest, raw)
+    authorize(request, "user", body.the_user, body.user_field)
     try:
         result = await service.call(fn, body.the_user, body.interactions, user_field=body.user_field)
     except APIError as err:
