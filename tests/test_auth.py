@@ -325,6 +325,19 @@ def test_the_server_default_rate_applies_to_keys_without_their_own(tmp_path, key
     slow = ring.authenticate(f"Bearer {keys['slow']}")
     assert ring.limit(slow) == (5.0, 3)  # its own limit wins
     assert auth.KeyRing(keys["path"]).limit(admin) == (20.0, 40)  # the default: 20/s, burst 40
+    assert auth.KeyRing(keys["path"], rate="none").limit(admin) is None
+    own_rate = auth.APIKey("x", auth.key_hash("pk-x"), "app", rate="10/s")
+    assert auth.KeyRing(keys["path"], rate="1/s", burst=7).limit(own_rate) == (10.0, 20)  # 2 s of its rate
+
+
+def test_a_keys_file_broken_while_serving_keeps_the_keys_read_before(tmp_path, caplog):
+    path = tmp_path / "keys.yaml"
+    key = create_key(path, "--role", "admin")
+    ring = auth.KeyRing(path)
+    ring.RELOAD_EVERY_S = 0.0
+    path.write_text("keys: [unclosed")
+    assert ring.authenticate(f"Bearer {key}").role == "admin"
+    assert "keys.yaml: not valid YAML" in caplog.text and "keeping the keys read before" in caplog.text
 
 
 # ---------------------------------------------------------------------------- exposure

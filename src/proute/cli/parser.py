@@ -22,6 +22,7 @@ commands:
                   route users the router does not know as its average user)
   proute evaluate ROUTER [--split test] [--allow-overlap] [hydra overrides: dataset=, ...]
   proute serve ROUTER [--host 127.0.0.1] [--port 8000] [--upstreams FILE] [--unknown-user P]
+                  [--api-keys FILE] (a --host other than loopback needs it, or --insecure)
   proute chat ROUTER [--port 7860] [--share] [--upstreams FILE]   (needs the chat extra)
   proute keys create --role admin|app [--users ID ...] [--name NAME] --keys FILE
   proute keys list --keys FILE | proute keys revoke ID --keys FILE   (serve --api-keys FILE)

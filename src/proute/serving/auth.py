@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 ROLES = ("admin", "app")
 KEY_PREFIX = "pk-"
 DEFAULT_RATE = "20/s"
-DEFAULT_BURST = 40
 
 
 class KeysFileError(ValueError):
@@ -269,9 +268,9 @@ class KeyRing:
             return
         try:
             self.keys, self.defaults = read_keys_file(self.path)
-            self._stamp = stamp
-        except KeysFileError as exc:
+        except KeysFileError as exc:  # logged once a change
             log.error("%s; keeping the keys read before", exc)
+        self._stamp = stamp
 
     def authenticate(self, header: str | None) -> APIKey:
         """The key of an ``Authorization: Bearer KEY`` header, or the 401 saying why not."""
@@ -295,17 +294,21 @@ class KeyRing:
         return found
 
     def limit(self, key: APIKey) -> tuple[float, int] | None:
-        """The key's (rate per second, burst), or ``None`` for no limit."""
+        """The key's (rate per second, burst), or ``None`` for no limit: the key's own rate,
+        else the server's, else the file's, else 20/s; the burst of the same place (the key's
+        own ``burst`` wins), else 2 s of the rate."""
+        burst: int | None
         if key.rate is not None:
-            rate = parse_rate(key.rate)
+            rate, burst = parse_rate(key.rate), None
         elif self._server_rate_given:
-            rate = self.server_rate
+            rate, burst = self.server_rate, self.server_burst
+        elif self.defaults.get("rate") is not None:
+            rate, burst = parse_rate(self.defaults["rate"]), self.defaults.get("burst")
         else:
-            rate = parse_rate(self.defaults.get("rate") or DEFAULT_RATE)
+            rate, burst = parse_rate(DEFAULT_RATE), self.server_burst or self.defaults.get("burst")
         if rate is None:
             return None
-        burst = key.burst or self.server_burst or self.defaults.get("burst")
-        return rate, burst or max(1, round(2 * rate))
+        return rate, key.burst or burst or max(1, round(2 * rate))
 
     def throttle(self, key: APIKey) -> None:
         """Count a request of ``key``; 429 (``retry-after``) when over its limit."""
