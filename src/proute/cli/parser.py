@@ -115,6 +115,8 @@ def _serve(sub) -> None:
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads for routing (default: one per core)"
     )
+    p.add_argument("--max-body-bytes", type=int, default=None, help="largest request body (default 1 MiB)")
+    p.add_argument("--max-batch-items", type=int, default=None, help="most items of a batch (default 256)")
     _serve_keys(p)
 
 

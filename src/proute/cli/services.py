@@ -6,6 +6,14 @@ from __future__ import annotations
 import argparse
 
 
+def _limits(args: argparse.Namespace):
+    """The server's limits: the defaults, with the ``--max-*`` options given."""
+    from proute.serving.limits import Limits
+
+    given = {"max_body_bytes": args.max_body_bytes, "max_batch_items": args.max_batch_items}
+    return Limits(**{k: v for k, v in given.items() if v is not None})
+
+
 def serve_command(args: argparse.Namespace) -> int:
     from proute.serving.app import serve
 
@@ -32,8 +40,9 @@ def serve_command(args: argparse.Namespace) -> int:
             insecure=args.insecure,
             key_rate=args.key_rate,
             key_burst=args.key_burst,
+            limits=_limits(args),
         )
-    except UpstreamsError as exc:
+    except (UpstreamsError, ValueError) as exc:
         raise SystemExit(f"proute serve: {exc}") from None
     return 0
 

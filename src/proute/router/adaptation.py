@@ -6,11 +6,16 @@ The method is in :mod:`proute.router.adapt` (measured by :mod:`proute.study.adap
 placing a user is :mod:`proute.router.placement`, reading interactions
 :mod:`proute.router.interactions`. Every state returned here carries its average user
 (:func:`with_average`), so routing never computes one.
+
+Every update is checked before it is returned (:func:`finite_update`): a state whose new
+tensors are not all finite is refused with a ``ValueError`` and the router keeps the one it
+had, so no accepted update can make a later route fail.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +23,7 @@ import torch
 from proute.data.ids import user_key
 from proute.router.adapt import fit_llm_final, llm_states
 from proute.router.evidence import Evidence
-from proute.router.interactions import parse_interactions
+from proute.router.interactions import check_numbers, finite_number, parse_interactions
 from proute.router.placement import average_states, empty_evidence, place_user
 from proute.router.routing import Encode, unknown_user_message
 from proute.router.state import (
@@ -32,6 +37,41 @@ from proute.router.state import (
     with_llm_row,
     with_user_rows,
 )
+
+
+def _tensors(state: RouterState) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` of every tensor of ``state`` that routing or adaptation reads."""
+    for i, layer in enumerate(state.context.states):
+        for nt, t in layer.items():
+            yield f"context.states[{i}].{nt}", t
+    for nt, t in state.context.h.items():
+        yield f"context.h.{nt}", t
+    if state.average is not None:
+        yield "average", state.average
+    yield from ((f"embedding[{k!r}]", t) for k, t in state.embedding.items())
+    yield from ((f"adapt[{k!r}]", t) for k, t in state.adapt.items() if isinstance(t, torch.Tensor))
+    for k, ev in state.evidence.items():
+        yield f"evidence[{k!r}].efeat", ev.efeat
+        yield f"evidence[{k!r}].reward", ev.reward
+
+
+def finite_update(update: Callable[..., RouterState]) -> Callable[..., RouterState]:
+    """``update(state, ...)`` whose result is refused (``ValueError``; ``state`` stays the
+    router's) when a tensor it added or changed is not finite."""
+
+    @functools.wraps(update)
+    def checked(state: RouterState, *args: Any, **kwargs: Any) -> RouterState:
+        new = update(state, *args, **kwargs)
+        old = {id(t) for _, t in _tensors(state)}
+        for name, t in _tensors(new):
+            if id(t) not in old and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(
+                    f"{update.__name__} refused: it would make the router's {name} non-finite "
+                    "(an outcome or embedding out of range?); the router is unchanged"
+                )
+        return new
+
+    return checked
 
 
 def with_average(state: RouterState) -> RouterState:
@@ -57,7 +97,7 @@ def with_settings(state: RouterState, **settings: Any) -> RouterState:
                 raise ValueError(f"new_user_method={value!r}; expected one of {list(NEW_USER_METHODS)}")
             adapt[name] = value
         elif name == "prior_strength":
-            if not value >= 0:
+            if not 0 <= value < float("inf"):
                 raise ValueError(f"prior_strength must be >= 0; got {value}")
             adapt[name] = float(value)
         else:
@@ -68,6 +108,7 @@ def with_settings(state: RouterState, **settings: Any) -> RouterState:
     return new
 
 
+@finite_update
 def add_user(
     state: RouterState, encode: Encode, user_id: Any, interactions: Sequence[dict] = ()
 ) -> RouterState:
@@ -86,15 +127,17 @@ def add_user(
     return _commit_user(state, key, user_id, None, states, e, ev)
 
 
+@finite_update
 def feedback(
     state: RouterState, encode: Encode, user_id: Any, query: Any, llm: str, outcome: Any
 ) -> RouterState:
     """``state`` with one more interaction of a user
     (:meth:`proute.router.PersonalizedRouter.feedback`)."""
     if isinstance(outcome, dict):
+        check_numbers(outcome, "outcome.")
         it = {"llm": llm, **outcome}
     else:
-        it = {"llm": llm, "reward": float(outcome)}
+        it = {"llm": llm, "reward": finite_number(outcome, "outcome")}
     if isinstance(query, str):
         it["query"] = query
     else:
@@ -201,6 +244,7 @@ def _new_llm_states(state: RouterState, feat: torch.Tensor, ev, keys, user_rows)
     return states
 
 
+@finite_update
 def add_llm(
     state: RouterState,
     encode: Encode,
@@ -217,6 +261,9 @@ def add_llm(
         raise ValueError(f"field 'description' must be non-empty text; got {description!r}")
     if name in state.llms:
         raise ValueError(f"LLM {name!r} is already a candidate of this router")
+    for field, price in zip(("input_price", "output_price"), prices, strict=True):
+        if finite_number(price, field) < 0:
+            raise ValueError(f"field {field!r} must be >= 0, got {price!r}")
     feat = torch.as_tensor(encode([description]), device=state.device)[0]
     outcomes = list(outcomes or [])
     ev, keys, user_rows = _outcome_evidence(state, encode, name, outcomes) if outcomes else (None, None, None)

@@ -4,11 +4,17 @@ An interaction is ``{"query": str (or "query_emb": vector), "llm": name, "reward
 or, instead of ``reward``, ``"performance"`` (and ``"cost"``), rewarded by the population
 reward definition of the router's training users (router.json ``adapt.reward_definition``);
 ``"task"`` is optional (inferred from the embedding when absent).
+
+Every number in an interaction must be finite and within :data:`MAX_MAGNITUDE` (a
+``ValueError`` naming the field otherwise): a ``NaN`` or ``1e400`` reward accepted here
+would make the user's state, and through the average user every later route, non-finite.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+import numbers
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -16,8 +22,53 @@ import torch
 from proute.router.routing import Encode, query_error, task_proba
 from proute.router.state import RouterState
 
+#: The largest magnitude of a reward, performance, cost, price or embedding entry.
+MAX_MAGNITUDE = 1e6
+#: The numbers of an interaction (or an outcome) and the fields that hold them.
+NUMBER_FIELDS = ("reward", "performance", "cost")
+
 #: ``(query_emb [dq], task index, [llm index], [edge feature], [reward])`` of one interaction.
 Row = tuple[np.ndarray, int, list[int], list[list[float]], list[float]]
+
+
+def finite_number(value: Any, field: str, bound: float = MAX_MAGNITUDE) -> float:
+    """``value`` as a float when it is a number (not a bool), finite and ``|value| <= bound``;
+    else a ``ValueError`` naming ``field``.
+
+    >>> finite_number(0.5, "reward")
+    0.5
+    >>> finite_number(float("nan"), "outcome")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: field 'outcome' must be a finite number with |x| <= 1e+06, got nan
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"field {field!r} must be a number, got {value!r}")
+    x = float(value)
+    if not (math.isfinite(x) and abs(x) <= bound):
+        raise ValueError(f"field {field!r} must be a finite number with |x| <= {bound:g}, got {x!r}")
+    return x
+
+
+def finite_vector(value: Any, field: str, bound: float = MAX_MAGNITUDE) -> np.ndarray:
+    """``value`` as a float32 vector whose entries are finite and within ``bound``; else a
+    ``ValueError`` naming ``field`` (and the first bad entry)."""
+    try:
+        v = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"field {field!r} must be a list of numbers, got {type(value).__name__}") from None
+    bad = ~(np.isfinite(v) & (np.abs(v) <= bound))
+    if bad.any():
+        i = int(bad.nonzero()[0][0])
+        raise ValueError(f"field '{field}[{i}]' must be a finite number with |x| <= {bound:g}, got {v[i]!r}")
+    return v.astype(np.float32)
+
+
+def check_numbers(it: dict, where: str = "") -> None:
+    """Each of ``reward``, ``performance``, ``cost`` that ``it`` gives is a finite number
+    (``where``: the prefix of the field's name, e.g. ``"outcome."``)."""
+    for name in NUMBER_FIELDS:
+        if it.get(name) is not None:
+            finite_number(it[name], where + name)
 
 
 def reward_of(state: RouterState, outcome: dict, task: str) -> tuple[float, float | None, float | None]:
@@ -61,8 +112,15 @@ def _check(state: RouterState, interactions: Sequence[dict], llm_index: dict[str
     for i, it in enumerate(interactions):
         if not isinstance(it, dict):
             raise ValueError(f"interaction {i}: expected a dict, got {it!r}")
+        try:
+            check_numbers(it)
+        except ValueError as exc:
+            raise ValueError(f"interaction {i}: {exc}") from None
         if "query_emb" in it and it["query_emb"] is not None:
-            embs.append((i, np.asarray(it["query_emb"], dtype=np.float32).reshape(-1)))
+            try:
+                embs.append((i, finite_vector(it["query_emb"], "query_emb")))
+            except ValueError as exc:
+                raise ValueError(f"interaction {i}: {exc}") from None
         else:
             error = query_error(it.get("query"))
             if error is not None:

@@ -28,9 +28,13 @@ limit (429): :mod:`proute.serving.auth`.
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from proute.router import UNKNOWN_USER_ERROR, UNKNOWN_USER_POLICIES
 from proute.serving.upstreams import Upstream
+
+if TYPE_CHECKING:
+    from proute.serving.limits import Limits
 
 
 def unknown_user_policy(router, policy: str | None) -> str:
@@ -95,6 +99,7 @@ def create_app(
     api_keys=None,
     key_rate=None,
     key_burst: int | None = None,
+    limits: Limits | None = None,
 ):
     """The FastAPI app serving ``router`` (a loaded :class:`~proute.router.PersonalizedRouter`).
 
@@ -109,6 +114,8 @@ def create_app(
     ``api_keys``: a keys file (``proute keys create``) or a :class:`~proute.serving.auth.KeyRing`:
     every request then needs a key (:mod:`proute.serving.auth`); ``key_rate`` (``"20/s"``)
     and ``key_burst``: the default limit per key.
+    ``limits``: what a request may hold (:class:`proute.serving.limits.Limits`; default its
+    defaults).
     """
     # FastAPI is the serve extra: imported when an app is built, so that this module (and
     # unknown_user_policy, which `proute evaluate` uses) imports without it.
@@ -120,7 +127,8 @@ def create_app(
 
     policy = unknown_user_policy(router, unknown_user)
     ring = _key_ring(api_keys, key_rate, key_burst)
-    service = Service(router, RouterThread(router, max_batch, max_wait_ms, threads), upstreams, policy)
+    thread = RouterThread(router, max_batch, max_wait_ms, threads)
+    service = Service(router, thread, upstreams, policy, limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -165,6 +173,7 @@ def serve(
     insecure: bool = False,
     key_rate=None,
     key_burst: int | None = None,
+    limits: Limits | None = None,
 ) -> None:
     """Load the router (and upstreams) and serve until interrupted. A ``host`` other than
     loopback needs ``api_keys`` (a keys file), or ``insecure=True`` to serve without them."""
@@ -187,5 +196,6 @@ def serve(
         max_wait_ms=max_wait_ms,
         threads=threads,
         api_keys=ring,
+        limits=limits,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

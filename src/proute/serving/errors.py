@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 TYPES = {
     400: "invalid_request_error",
     404: "not_found_error",
+    413: "invalid_request_error",
     422: "invalid_request_error",
     501: "not_implemented_error",
     502: "upstream_error",
@@ -82,7 +83,7 @@ def validation_error(exc: ValidationError, hints: dict[str, str] | None = None) 
     return APIError(422, f"field {param!r}: {first['msg']}, got {first['input']!r}", param, "invalid_value")
 
 
-_FIELD = re.compile(r"field '([A-Za-z_]+)'")
+_FIELD = re.compile(r"field '([A-Za-z_][A-Za-z0-9_.\[\]]*)'")
 
 
 def router_error(exc: BaseException, user_field: str = "user") -> APIError:

@@ -34,27 +34,35 @@ from pydantic import (
 
 from proute.data.ids import UserIdError
 from proute.serving.errors import invalid
+from proute.serving.limits import Limits
 from proute.serving.upstreams import message_text
 from proute.serving.user_ids import json_user_id
 
-MAX_BATCH_REQUESTS = 10_000
+DEFAULT_LIMITS = Limits()
 CHAT_HINTS = {"model": '; use "proute"', "user": ": the id of the user to route for"}
 """What the message of a missing field of a chat completion adds."""
+
+
+def limits_of(info: ValidationInfo) -> Limits:
+    """The limits in the validation context (``{"limits": Limits}``; default :class:`Limits`)."""
+    return (info.context or {}).get("limits") or DEFAULT_LIMITS
 
 
 def _user_id(value: Any, info: ValidationInfo) -> Any:
     if value is None:
         return None  # absent: the model says which field is missing
     try:
-        return json_user_id(value, str(info.field_name))
+        user = json_user_id(value, str(info.field_name))
     except UserIdError as exc:
         raise invalid(str(exc)) from None
+    limits_of(info).check_user_id(str(user), str(info.field_name))
+    return user
 
 
 def _text(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, str) or not value.strip():
         raise invalid(f"field {info.field_name!r} must be non-empty text, got {value!r}")
-    return value
+    return limits_of(info).check_text(value, str(info.field_name))
 
 
 UserId = Annotated[int | str | None, BeforeValidator(_user_id)]
@@ -110,13 +118,10 @@ class RouteBatchRequest(BaseModel):
 
     @field_validator("requests", mode="before")
     @classmethod
-    def _sized(cls, value: Any) -> Any:
+    def _sized(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, list) or not value:
             raise invalid("field 'requests' must be a non-empty list of route requests")
-        if len(value) > MAX_BATCH_REQUESTS:
-            raise invalid(
-                f"field 'requests' has {len(value)} items; at most {MAX_BATCH_REQUESTS}", code="too_many"
-            )
+        limits_of(info).check_count(len(value), "requests", "max_batch_items")
         return value
 
 
@@ -157,10 +162,10 @@ class ChatCompletionRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _routable(self):
+    def _routable(self, info: ValidationInfo):
         if self.user is None:
             raise invalid(f"missing field 'user'{CHAT_HINTS['user']}", "user", "missing_field", 400)
-        self._query = _last_user_text(self.messages)
+        self._query = limits_of(info).check_text(_last_user_text(self.messages), "messages")
         return self
 
     @property
@@ -181,7 +186,7 @@ def _last_user_text(messages: list[Any]) -> str:
     raise invalid("field 'messages' has no message with role 'user' to route", "messages")
 
 
-def _outcome(value: Any) -> Any:
+def _outcome(value: Any, info: ValidationInfo) -> Any:
     def number(x: Any) -> bool:
         return isinstance(x, (int, float)) and not isinstance(x, bool)
 
@@ -195,6 +200,12 @@ def _outcome(value: Any) -> Any:
         raise invalid(
             f"field 'outcome' must be a reward (number) or {{'performance', 'cost'}}, got {value!r}"
         )
+    limits = limits_of(info)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            limits.check_number(v, f"outcome.{k}")
+    else:
+        limits.check_number(value, "outcome")
     return value
 
 
@@ -228,11 +239,15 @@ class FeedbackRequest(_WithUser):
         return self
 
 
-def _interactions(value: Any) -> Any:
+def _interactions(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
         raise invalid(
             "field 'interactions' must be a list of objects {query, llm, performance[, cost] | reward}"
         )
+    limits = limits_of(info)
+    limits.check_count(len(value), "interactions", "max_interactions")
+    for i, it in enumerate(value):
+        limits.check_interaction(it, f"interactions[{i}]")
     return value
 
 

@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from proute.data.ids import user_key
 from proute.serving.batching import RouterThread
 from proute.serving.errors import APIError, router_error, validation_error
+from proute.serving.limits import Limits
 from proute.serving.schemas import RouteRequest
 from proute.serving.upstreams import Upstream
 
@@ -51,9 +53,18 @@ def decision(result: dict[str, Any]) -> dict[str, Any]:
 class Service:
     """The router served, on its own thread, and where its LLMs are served (``upstreams``)."""
 
-    def __init__(self, router, thread: RouterThread, upstreams: dict[str, Upstream] | None, policy: str):
+    def __init__(
+        self,
+        router,
+        thread: RouterThread,
+        upstreams: dict[str, Upstream] | None,
+        policy: str,
+        limits: Limits | None = None,
+    ):
         self.router, self.thread, self.upstreams, self.policy = router, thread, upstreams, policy
+        self.limits = limits or Limits()
         self.started = time.time()
+        self.users_at_start = len(getattr(router, "users", ()))
         self._client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
@@ -77,6 +88,14 @@ class Service:
             return await self.thread.call(fn, *args)
         except (KeyError, ValueError) as exc:
             raise router_error(exc, user_field) from None
+
+    def check_new_user(self, user: int | str, field: str) -> None:
+        """422 when ``user`` is new and ``max_new_users`` users were added since the start."""
+        users = getattr(self.router, "users", ())
+        added, most = len(users) - self.users_at_start, self.limits.max_new_users
+        if added >= most and user_key(user) not in getattr(self.router.state, "user_index", {}):
+            msg = f"field {field!r}: {added} users were added since the start; at most max_new_users = {most}"
+            raise APIError(422, msg, field, "too_many_users")
 
     def needs(self, name: str):
         """``router.<name>``, or 501 when this router version has none."""

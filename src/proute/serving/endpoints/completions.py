@@ -24,8 +24,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from proute.serving.auth import authorize
 from proute.serving.endpoints import ServiceDep
 from proute.serving.errors import APIError
+from proute.serving.limits import read_json
 from proute.serving.schemas import CHAT_HINTS, ChatCompletionRequest, ChatCompletionResponse, RouteRequest
-from proute.serving.service import Service, json_object, validated
+from proute.serving.service import Service, validated
 from proute.serving.upstreams import (
     Upstream,
     UpstreamError,
@@ -75,7 +76,9 @@ async def _decide(service: Service, body: ChatCompletionRequest) -> tuple[dict[s
             None,
             "no_upstreams",
         )
-    request = validated(RouteRequest, {"query": body.query, "user": body.user, "task": body.task})
+    request = validated(
+        RouteRequest, {"query": body.query, "user": body.user, "task": body.task}, limits=service.limits
+    )
     d = await service.route(request)
     upstream = service.upstreams.get(d["model_name"])
     if upstream is None:
@@ -87,9 +90,10 @@ async def _decide(service: Service, body: ChatCompletionRequest) -> tuple[dict[s
 
 @router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
 async def chat_completions(request: Request, service: ServiceDep):
-    raw = json_object(await request.body())
-    body = validated(ChatCompletionRequest, raw, CHAT_HINTS)
+    raw = await read_json(request, service.limits)
+    body = validated(ChatCompletionRequest, raw, CHAT_HINTS, limits=service.limits)
     authorize(request, "route", body.user, "user")
+    service.limits.check_chat(raw)
     d, upstream = await _decide(service, body)
     headers = decision_headers(d)
     client = service.client()

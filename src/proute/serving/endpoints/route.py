@@ -13,15 +13,16 @@ from fastapi import APIRouter, Request, Response
 from proute.serving.auth import authorize
 from proute.serving.endpoints import ServiceDep
 from proute.serving.errors import APIError
+from proute.serving.limits import read_json
 from proute.serving.schemas import RouteBatchRequest, RouteDecision, RouteRequest, RouteResults
-from proute.serving.service import Service, json_object, validated
+from proute.serving.service import Service, validated
 
 router = APIRouter()
 
 
 async def _item(request: Request, service: Service, i: int, item: Any) -> dict[str, Any]:
     try:
-        one = validated(RouteRequest, item)
+        one = validated(RouteRequest, item, limits=service.limits)
         authorize(request, "route", one.the_user, one.user_field)
         return await service.route(one)
     except APIError as err:
@@ -31,14 +32,14 @@ async def _item(request: Request, service: Service, i: int, item: Any) -> dict[s
 
 @router.post("/v1/route", response_model=RouteDecision | RouteResults)
 async def route(request: Request, response: Response, service: ServiceDep):
-    body = json_object(await request.body())
+    body = await read_json(request, service.limits)
     if "requests" not in body:
-        one = validated(RouteRequest, body)
+        one = validated(RouteRequest, body, limits=service.limits)
         authorize(request, "route", one.the_user, one.user_field)
         d = await service.route(one)
         response.headers["x-proute-routed-as"] = str(d.get("routed_as", "user"))
         return d
-    items = validated(RouteBatchRequest, body).requests
+    items = validated(RouteBatchRequest, body, limits=service.limits).requests
     return {
         "results": list(await asyncio.gather(*(_item(request, service, i, x) for i, x in enumerate(items))))
     }

@@ -11,19 +11,22 @@ from fastapi import APIRouter, Request
 from proute.serving.auth import authorize
 from proute.serving.endpoints import ServiceDep
 from proute.serving.errors import APIError
+from proute.serving.limits import read_json
 from proute.serving.schemas import AddUserRequest, AddUserResponse, FeedbackRequest, FeedbackResponse
-from proute.serving.service import json_object, validated
+from proute.serving.service import validated
 
 router = APIRouter()
 
 
 @router.post("/v1/feedback", response_model=FeedbackResponse, response_model_exclude_unset=True)
 async def feedback(request: Request, service: ServiceDep):
-    raw = json_object(await request.body())
+    raw = await read_json(request, service.limits)
     fn = service.needs("feedback")
-    body = validated(FeedbackRequest, raw, llms=list(service.router.llms))
+    body = validated(FeedbackRequest, raw, llms=list(service.router.llms), limits=service.limits)
     user, llm = body.the_user, body.the_llm
     authorize(request, "user", user, body.user_field)
+    if service.policy != "error":  # an unknown user is added with its feedback
+        service.check_new_user(user, body.user_field)
     result = await service.call(fn, user, body.query, llm, body.outcome, user_field=body.user_field)
     out: dict[str, Any] = {"status": "ok", "user_id": user, "llm": llm}
     if isinstance(result, dict):
@@ -33,10 +36,11 @@ async def feedback(request: Request, service: ServiceDep):
 
 @router.post("/v1/users", response_model=AddUserResponse, response_model_exclude_unset=True)
 async def add_user(request: Request, service: ServiceDep):
-    raw = json_object(await request.body())
+    raw = await read_json(request, service.limits)
     fn = service.needs("add_user")
-    body = validated(AddUserRequest, raw)
+    body = validated(AddUserRequest, raw, limits=service.limits)
     authorize(request, "user", body.the_user, body.user_field)
+    service.check_new_user(body.the_user, body.user_field)
     try:
         result = await service.call(fn, body.the_user, body.interactions, user_field=body.user_field)
     except APIError as err:
