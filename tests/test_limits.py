@@ -375,3 +375,14 @@ def test_refused_oversize_bodies_do_not_grow_memory(router):
         grown = (me.memory_info().rss - start) / 2**20
     assert codes == [413] * 500
     assert grown < 50, f"RSS grew by {grown:.1f} MiB"
+
+
+def test_serve_options_set_the_limits(tmp_path):
+    from proute.cli.parser import build_parser
+    from proute.cli.services import _limits
+
+    args = build_parser().parse_args(
+        ["serve", str(tmp_path), "--max-body-bytes", "2048", "--max-batch-items", "8"]
+    )
+    assert _limits(args) == Limits(max_body_bytes=2048, max_batch_items=8)
+    assert _limits(build_parser().parse_args(["serve", str(tmp_path)])) == Limits()
