@@ -20,7 +20,10 @@ upstream under the operator's key.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -31,6 +34,8 @@ from proute.router.interactions import MAX_MAGNITUDE
 from proute.serving.errors import APIError, invalid
 
 _INT64 = 2**63
+#: Router updates between two :func:`trim_heap` calls of the server.
+TRIM_EVERY = 16
 #: The chat fields that make an upstream call tools (refused unless ``allow_tools``).
 TOOL_FIELDS = ("tools", "functions", "tool_choice", "function_call")
 
@@ -194,3 +199,24 @@ async def read_json(request, limits: Limits) -> dict[str, Any]:
         )
     check_json(body, limits)
     return body
+
+
+# ---------------------------------------------------------------------------- memory
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). Each router update frees its old context tensors, a little smaller than the
+    new ones, so glibc's heap grows with the square of the users added (200 MiB for 1,000
+    new users of the tests' tiny router, 16 MiB when trimmed every 50 updates); the server
+    trims every :data:`TRIM_EVERY` updates."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

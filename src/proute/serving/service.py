@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from proute.data.ids import user_key
 from proute.serving.batching import RouterThread
 from proute.serving.errors import APIError, router_error, validation_error
-from proute.serving.limits import Limits
+from proute.serving.limits import TRIM_EVERY, Limits, trim_heap
 from proute.serving.schemas import RouteRequest
 from proute.serving.upstreams import Upstream
 
@@ -65,6 +65,7 @@ class Service:
         self.limits = limits or Limits()
         self.started = time.time()
         self.users_at_start = len(getattr(router, "users", ()))
+        self.updates = 0
         self._client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
@@ -88,6 +89,10 @@ class Service:
             return await self.thread.call(fn, *args)
         except (KeyError, ValueError) as exc:
             raise router_error(exc, user_field) from None
+        finally:
+            self.updates += 1
+            if self.updates % TRIM_EVERY == 0:  # what the old states freed (trim_heap)
+                await self.thread.call(trim_heap)
 
     def check_new_user(self, user: int | str, field: str) -> None:
         """422 when ``user`` is new and ``max_new_users`` users were added since the start."""
