@@ -114,8 +114,7 @@ def create_app(
     ``api_keys``: a keys file (``proute keys create``) or a :class:`~proute.serving.auth.KeyRing`:
     every request then needs a key (:mod:`proute.serving.auth`); ``key_rate`` (``"20/s"``)
     and ``key_burst``: the default limit per key.
-    ``limits``: what a request may hold (:class:`proute.serving.limits.Limits`; default its
-    defaults).
+    ``limits``: what a request may hold (:class:`proute.serving.limits.Limits`).
     """
     # FastAPI is the serve extra: imported when an app is built, so that this module (and
     # unknown_user_policy, which `proute evaluate` uses) imports without it.
