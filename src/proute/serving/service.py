@@ -98,7 +98,8 @@ class Service:
         """422 when ``user`` is new and ``max_new_users`` users were added since the start."""
         users = getattr(self.router, "users", ())
         added, most = len(users) - self.users_at_start, self.limits.max_new_users
-        if added >= most and user_key(user) not in getattr(self.router.state, "user_index", {}):
+        known = getattr(getattr(self.router, "state", None), "user_index", {})
+        if added >= most and user_key(user) not in known:
             msg = f"field {field!r}: {added} users were added since the start; at most max_new_users = {most}"
             raise APIError(422, msg, field, "too_many_users")
 
