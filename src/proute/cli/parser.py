@@ -23,6 +23,7 @@ commands:
   proute evaluate ROUTER [--split test] [--allow-overlap] [hydra overrides: dataset=, ...]
   proute serve ROUTER [--host 127.0.0.1] [--port 8000] [--upstreams FILE] [--unknown-user P]
                   [--api-keys FILE] (a --host other than loopback needs it, or --insecure)
+                  [--max-body-bytes N] [--max-batch-items N] (413 / 422 beyond them)
   proute chat ROUTER [--port 7860] [--share] [--upstreams FILE]   (needs the chat extra)
   proute keys create --role admin|app [--users ID ...] [--name NAME] --keys FILE
   proute keys list --keys FILE | proute keys revoke ID --keys FILE   (serve --api-keys FILE)
