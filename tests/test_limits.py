@@ -145,7 +145,7 @@ def test_the_router_refuses_non_finite_values_naming_the_field(router_dir):
     """The Python API's own defence (the server's checks aside)."""
     router = fresh(router_dir)
     user, llm, before = router.users[0], router.llms[0], router.state
-    for bad in (float("nan"), float("inf"), -1e30):
+    for bad in (float("nan"), float("inf"), -1e30, 10**400, "0.5", True):
         with pytest.raises(ValueError, match="field 'outcome'"):
             router.feedback(user, "hi", llm, bad)
     with pytest.raises(ValueError, match="field 'outcome.performance'"):

@@ -51,6 +51,7 @@ def _tensors(state: RouterState) -> Iterator[tuple[str, torch.Tensor]]:
     yield from ((f"embedding[{k!r}]", t) for k, t in state.embedding.items())
     yield from ((f"adapt[{k!r}]", t) for k, t in state.adapt.items() if isinstance(t, torch.Tensor))
     for k, ev in state.evidence.items():
+        yield f"evidence[{k!r}].query_emb", ev.query_emb
         yield f"evidence[{k!r}].efeat", ev.efeat
         yield f"evidence[{k!r}].reward", ev.reward
 
@@ -98,7 +99,7 @@ def with_settings(state: RouterState, **settings: Any) -> RouterState:
             adapt[name] = value
         elif name == "prior_strength":
             if not 0 <= value < float("inf"):
-                raise ValueError(f"prior_strength must be >= 0; got {value}")
+                raise ValueError(f"prior_strength must be a finite number >= 0; got {value}")
             adapt[name] = float(value)
         else:
             raise TypeError(f"unknown router setting {name!r}")

@@ -37,13 +37,19 @@ def finite_number(value: Any, field: str, bound: float = MAX_MAGNITUDE) -> float
 
     >>> finite_number(0.5, "reward")
     0.5
+    >>> finite_number(10**400, "reward")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: field 'reward' must be a finite number with |x| <= 1e+06, got inf
     >>> finite_number(float("nan"), "outcome")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ValueError: field 'outcome' must be a finite number with |x| <= 1e+06, got nan
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"field {field!r} must be a number, got {value!r}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an integer beyond a float's range
+        x = math.inf
     if not (math.isfinite(x) and abs(x) <= bound):
         raise ValueError(f"field {field!r} must be a finite number with |x| <= {bound:g}, got {x!r}")
     return x
@@ -54,8 +60,10 @@ def finite_vector(value: Any, field: str, bound: float = MAX_MAGNITUDE) -> np.nd
     ``ValueError`` naming ``field`` (and the first bad entry)."""
     try:
         v = np.asarray(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise ValueError(f"field {field!r} must be a list of numbers, got {type(value).__name__}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(
+            f"field {field!r} must be a list of finite numbers, got {type(value).__name__}"
+        ) from None
     bad = ~(np.isfinite(v) & (np.abs(v) <= bound))
     if bad.any():
         i = int(bad.nonzero()[0][0])
