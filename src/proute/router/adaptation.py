@@ -47,7 +47,7 @@ def _tensors(state: RouterState) -> Iterator[tuple[str, torch.Tensor]]:
     for nt, t in state.context.h.items():
         yield f"context.h.{nt}", t
     if state.average is not None:
-        yield "average", state.average
+        yield "average_user", state.average
     yield from ((f"embedding[{k!r}]", t) for k, t in state.embedding.items())
     yield from ((f"adapt[{k!r}]", t) for k, t in state.adapt.items() if isinstance(t, torch.Tensor))
     for k, ev in state.evidence.items():
