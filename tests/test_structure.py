@@ -35,7 +35,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "data": {"graph", "models", "baselines", "router", "training", "evaluation", "serving", "train", "cli"},
     "graph": {"models", "baselines", "router", "training", "evaluation", "serving", "train", "cli"},
     "models": {"baselines", "router", "training", "evaluation", "serving", "train", "cli"},
-    "router": {"training", "serving", "train", "cli"},
+    "router": {"training", "serving", "store", "train", "cli"},
+    "store": {"training", "serving", "train", "cli"},
     "serving": {"training", "train"},
 }
 

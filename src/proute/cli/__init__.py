@@ -17,7 +17,7 @@ from proute.cli.infer import infer
 from proute.cli.keys import keys_command
 from proute.cli.parser import build_parser
 from proute.cli.requests_io import read_requests, write_atomically
-from proute.cli.services import chat_command, serve_command, stub_upstream_command
+from proute.cli.services import chat_command, serve_command, state_command, stub_upstream_command
 
 __all__ = [
     "chat_command",
@@ -28,6 +28,7 @@ __all__ = [
     "metrics_table",
     "read_requests",
     "serve_command",
+    "state_command",
     "stub_upstream_command",
     "write_atomically",
 ]
@@ -60,9 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         return stub_upstream_command(args)
     if args.command == "keys":  # no router
         return keys_command(args)
+    if args.command == "state":  # the router is optional: the store records it
+        return state_command(args)
     _resolve_router(parser, args, overrides)
     from proute.data.text_encoders import ModelNotAvailableError
     from proute.router import RouterFormatError
+    from proute.store import StoreError
 
     try:
         if args.command == "evaluate":
@@ -72,6 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "chat":
             return chat_command(args)
         return infer(args)
-    except (RouterFormatError, ModelNotAvailableError, KeyError, ValueError) as exc:
+    except (RouterFormatError, ModelNotAvailableError, KeyError, ValueError, StoreError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise SystemExit(f"proute {args.command}: {message}") from None

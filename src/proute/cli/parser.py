@@ -24,6 +24,8 @@ commands:
   proute serve ROUTER [--host 127.0.0.1] [--port 8000] [--upstreams FILE] [--unknown-user P]
                   [--api-keys FILE] (a --host other than loopback needs it, or --insecure)
                   [--max-body-bytes N] [--max-batch-items N] (413 / 422 beyond them)
+                  [--state sqlite:///PATH | memory]   (default: ROUTER.state.sqlite beside ROUTER)
+  proute state export|import|compact --state URL [--router ROUTER] [--file events.jsonl]
   proute chat ROUTER [--port 7860] [--share] [--upstreams FILE]   (needs the chat extra)
   proute keys create --role admin|app [--users ID ...] [--name NAME] --keys FILE
   proute keys list --keys FILE | proute keys revoke ID --keys FILE   (serve --api-keys FILE)
@@ -118,6 +120,14 @@ def _serve(sub) -> None:
     )
     p.add_argument("--max-body-bytes", type=int, default=None, help="largest request body (default 1 MiB)")
     p.add_argument("--max-batch-items", type=int, default=None, help="most items of a batch (default 256)")
+    p.add_argument(
+        "--state",
+        default=None,
+        metavar="URL",
+        help="where new users and feedback are recorded and restored from: sqlite:///PATH, or "
+        "memory (nothing survives the process); default: ROUTER.state.sqlite beside the router "
+        "directory (never inside it)",
+    )
     _serve_keys(p)
 
 
@@ -136,6 +146,26 @@ def _serve_keys(p) -> None:
     )
     p.add_argument(
         "--key-burst", type=int, default=None, help="default burst per key (default: 2 s of the rate)"
+    )
+
+
+def _state(sub) -> None:
+    p = sub.add_parser("state", help="export, import or compact a server's state store")
+    p.add_argument("action", choices=("export", "import", "compact"))
+    p.add_argument("--state", required=True, metavar="URL", help="the store: sqlite:///PATH")
+    p.add_argument(
+        "--router",
+        dest="router_option",
+        default=None,
+        metavar="ROUTER",
+        help="the router the state belongs to (import into a new store; compact: default the "
+        "one the store records)",
+    )
+    p.add_argument(
+        "--file",
+        type=Path,
+        default=None,
+        help="export: write the JSONL here (default: stdout); import: the JSONL to append",
     )
 
 
@@ -167,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     _infer(sub)
     _evaluate(sub)
     _serve(sub)
+    _state(sub)
     _chat(sub)
     _stub_upstream(sub)
     add_keys_parser(sub)

@@ -41,6 +41,7 @@ def serve_command(args: argparse.Namespace) -> int:
             key_rate=args.key_rate,
             key_burst=args.key_burst,
             limits=_limits(args),
+            state=args.state,
         )
     except (UpstreamsError, ValueError) as exc:
         raise SystemExit(f"proute serve: {exc}") from None
@@ -59,4 +60,38 @@ def stub_upstream_command(args: argparse.Namespace) -> int:
     from proute.serving.stub_upstream import serve_stub
 
     serve_stub(args.port, args.host)
+    return 0
+
+
+def state_command(args: argparse.Namespace) -> int:
+    """``proute state export|import|compact --state URL``."""
+    import sys
+
+    from proute.router import RouterFormatError
+    from proute.store import StoreError
+    from proute.store.tools import compact, export_events, import_events
+
+    try:
+        if args.action == "export":
+            if args.file is None:
+                n, after = export_events(args.state, sys.stdout)
+            else:
+                with open(args.file, "w", encoding="utf-8") as out:
+                    n, after = export_events(args.state, out)
+            note = f" (events up to seq {after} are compacted into a snapshot)" if after else ""
+            print(f"proute state export: {n} events{note}", file=sys.stderr)
+        elif args.action == "import":
+            if args.file is None:
+                raise SystemExit("proute state import: give the events with --file events.jsonl")
+            n = import_events(args.state, args.file, args.router_option)
+            print(f"proute state import: {n} events appended to {args.state}", file=sys.stderr)
+        else:
+            r = compact(args.state, args.router_option)
+            print(
+                f"proute state compact: snapshot at seq {r.last_seq} "
+                f"({r.replayed} events replayed into it, {r.refused} refused)",
+                file=sys.stderr,
+            )
+    except (StoreError, RouterFormatError, ValueError) as exc:
+        raise SystemExit(f"proute state {args.action}: {exc}") from None
     return 0

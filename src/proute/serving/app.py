@@ -7,8 +7,10 @@ Endpoints (:mod:`proute.serving.endpoints`, one module each):
     LLM's upstream; the answer carries the decision (:mod:`.endpoints.completions`).
 ``POST /v1/route``
     Route only, one request or a batch (:mod:`.endpoints.route`).
-``POST /v1/feedback``, ``POST /v1/users``
-    Feedback and new users, when the router has them (:mod:`.endpoints.users`).
+``POST /v1/feedback``, ``POST /v1/users``, ``GET /v1/users/{id}``
+    Feedback and new users, when the router has them, recorded in the state store
+    (:mod:`proute.store`) before they are applied; what the router holds for a user
+    (:mod:`.endpoints.users`).
 ``GET /v1/models``, ``GET /health``
 
 Requests and answers are pydantic models (:mod:`proute.serving.schemas`). Errors are
@@ -100,6 +102,7 @@ def create_app(
     key_rate=None,
     key_burst: int | None = None,
     limits: Limits | None = None,
+    store=None,
 ):
     """The FastAPI app serving ``router`` (a loaded :class:`~proute.router.PersonalizedRouter`).
 
@@ -115,6 +118,10 @@ def create_app(
     every request then needs a key (:mod:`proute.serving.auth`); ``key_rate`` (``"20/s"``)
     and ``key_burst``: the default limit per key.
     ``limits``: what a request may hold (:class:`proute.serving.limits.Limits`).
+    ``store``: a
+    :class:`proute.store.StateStore` that records new users and feedback before they are
+    applied (``router`` already restored from it, :func:`proute.store.restore`); None
+    records nothing.
     """
     # FastAPI is the serve extra: imported when an app is built, so that this module (and
     # unknown_user_policy, which `proute evaluate` uses) imports without it.
@@ -127,7 +134,7 @@ def create_app(
     policy = unknown_user_policy(router, unknown_user)
     ring = _key_ring(api_keys, key_rate, key_burst)
     thread = RouterThread(router, max_batch, max_wait_ms, threads)
-    service = Service(router, thread, upstreams, policy, limits)
+    service = Service(router, thread, upstreams, policy, limits, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -173,9 +180,12 @@ def serve(
     key_rate=None,
     key_burst: int | None = None,
     limits: Limits | None = None,
+    state: str | None = None,
 ) -> None:
     """Load the router (and upstreams) and serve until interrupted. A ``host`` other than
-    loopback needs ``api_keys`` (a keys file), or ``insecure=True`` to serve without them."""
+    loopback needs ``api_keys`` (a keys file), or ``insecure=True`` to serve without them.
+    What the router learned is restored from the state store ``state`` (a URL; None:
+    :func:`proute.store.default_state_url`, beside the router directory) and recorded there."""
     import uvicorn  # the serve extra
 
     from proute.serving.auth import check_exposure
@@ -184,17 +194,26 @@ def serve(
     ring = _key_ring(api_keys, key_rate, key_burst)  # a bad keys file fails before the router loads
     from proute.router import load_router
     from proute.serving.upstreams import load_upstreams
+    from proute.store import default_state_url, open_store, restore
 
     router = load_router(router_path)  # a GNN router, or a baseline exported as one
     upstreams = None if upstreams_path is None else load_upstreams(upstreams_path, router.llms)
-    app = create_app(
-        router,
-        upstreams,
-        unknown_user=unknown_user,
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        threads=threads,
-        api_keys=ring,
-        limits=limits,
-    )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    with open_store(state or default_state_url(router_path), router_path) as store:
+        restored = restore(router, store)
+        print(
+            f"proute serve: state {store.url}: snapshot at seq {restored.snapshot_seq}, "
+            f"{restored.replayed} events replayed ({restored.refused} refused)",
+            flush=True,
+        )
+        app = create_app(
+            restored.router,
+            upstreams,
+            unknown_user=unknown_user,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            threads=threads,
+            api_keys=ring,
+            limits=limits,
+            store=store,
+        )
+        uvicorn.run(app, host=host, port=port, log_level=log_level)

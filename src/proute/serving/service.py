@@ -19,6 +19,7 @@ from proute.serving.errors import APIError, router_error, validation_error
 from proute.serving.limits import TRIM_EVERY, Limits, trim_heap
 from proute.serving.schemas import RouteRequest
 from proute.serving.upstreams import Upstream
+from proute.store import Event, StateStore, StoreError
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -60,9 +61,11 @@ class Service:
         upstreams: dict[str, Upstream] | None,
         policy: str,
         limits: Limits | None = None,
+        store: StateStore | None = None,
     ):
         self.router, self.thread, self.upstreams, self.policy = router, thread, upstreams, policy
         self.limits = limits or Limits()
+        self.store = store  # None: what the router learns is not recorded (its opener closes it)
         self.started = time.time()
         self.users_at_start = len(getattr(router, "users", ()))
         self.updates = 0
@@ -102,6 +105,36 @@ class Service:
         if added >= most and user_key(user) not in known:
             msg = f"field {field!r}: {added} users were added since the start; at most max_new_users = {most}"
             raise APIError(422, msg, field, "too_many_users")
+
+    async def learn(self, event: Event, fn, *args: Any, user_field: str = "user") -> Any:
+        """``fn(*args)`` (an adaptation method) recorded as ``event`` first: on the router's
+        thread, the event is appended to the store (durably) and only then applied, so the
+        store's order is the order applied. A failed append is a 503 and nothing is applied;
+        an event the router refuses is discarded from the store again."""
+        if self.store is None:
+            return await self.call(fn, *args, user_field=user_field)
+        store = self.store
+
+        def logged() -> Any:
+            seq = store.append(event)
+            try:
+                return fn(*args)
+            except BaseException:
+                store.discard(seq)
+                raise
+
+        try:
+            return await self.call(logged, user_field=user_field)
+        except StoreError as exc:
+            raise APIError(
+                503, f"the state store failed; nothing was applied: {exc}", None, "state_unavailable"
+            ) from None
+
+    def user_info(self, user_id: str) -> dict[str, Any]:
+        """What the router holds for a user (``GET /v1/users/{id}``); 404 when it has none."""
+        from proute.serving.user_info import user_info
+
+        return user_info(self.router, self.store, user_id)
 
     def needs(self, name: str):
         """``router.<name>``, or 501 when this router version has none."""
