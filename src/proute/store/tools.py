@@ -62,7 +62,11 @@ def import_events(url: str, path: Path, router_path: str | os.PathLike | None) -
     """Append the events of ``path`` (new seqs, in the file's order); how many. The store
     gets created for ``router_path`` when it does not exist."""
     events = read_events(path)
-    with open_store(url, create=True) as store:
+    try:
+        store = open_store(url, create=router_path is not None)
+    except StoreError as exc:
+        raise StoreError(f"{exc}; to create a new store, give its router with --router ROUTER") from None
+    with store:
         if router_path is None and store.get_meta("router_id") is None:
             raise StoreError(f"{store.url}: a new state store; give its router with --router ROUTER")
         if router_path is not None:
