@@ -89,6 +89,7 @@ def learn(client, llms, n_feedback: int = 3) -> None:
 # ---------------------------------------------------------------------------- restart
 def test_restart_keeps_an_added_user_and_feedback(router_dir, llms, tmp_path, one_thread):
     url = url_of(tmp_path / "state.sqlite")
+    exported = {p.name: p.read_bytes() for p in router_dir.iterdir()}
     before = scores(load_router(router_dir), 3)
     with open_store(url, router_dir) as store:
         app, _ = served(router_dir, store)
@@ -108,6 +109,7 @@ def test_restart_keeps_an_added_user_and_feedback(router_dir, llms, tmp_path, on
             info3 = c.get("/v1/users/3").json()
             assert info3["origin"] == "trained" and info3["events"] == 3 and info3["interactions"] == 3
             assert c.get("/v1/users/nobody").status_code == 404
+    assert {p.name: p.read_bytes() for p in router_dir.iterdir()} == exported  # read-only
 
 
 def test_a_failed_append_is_503_and_nothing_is_applied(router_dir, llms, tmp_path):
