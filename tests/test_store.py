@@ -112,6 +112,16 @@ def test_restart_keeps_an_added_user_and_feedback(router_dir, llms, tmp_path, on
     assert {p.name: p.read_bytes() for p in router_dir.iterdir()} == exported  # read-only
 
 
+def test_one_writer_a_second_server_on_the_state_is_refused(router_dir, tmp_path):
+    url = url_of(tmp_path / "state.sqlite")
+    with open_store(url, router_dir, exclusive=True) as store:
+        store.append(make_event("add_user", user_id="a", interactions=[]))
+        with pytest.raises(StoreError, match="in use by another process"):
+            open_store(url, router_dir, exclusive=True)
+    with open_store(url, router_dir, exclusive=True) as store:  # released on close
+        assert [e.args["user_id"] for e in store.events_after(0)] == ["a"]
+
+
 def test_a_failed_append_is_503_and_nothing_is_applied(router_dir, llms, tmp_path):
     store = open_store(url_of(tmp_path / "state.sqlite"), router_dir)
     app, restored = served(router_dir, store)
@@ -187,12 +197,12 @@ def sigkill_trials(router_dir, llms, tmp_path, n: int) -> None:
     sent: list[str] = []
     acked: list[str] = []
     for trial in range(n + 1):
+        stored, expected = _expected_scores(router_dir, url)  # before the server locks it
+        assert set(acked) <= set(stored) <= set(sent)  # every 200 was kept, nothing invented
         port = loadtest.free_port()
         proc = _start(router_dir, url, port)
         base = f"http://127.0.0.1:{port}"
         try:
-            stored, expected = _expected_scores(router_dir, url)
-            assert set(acked) <= set(stored) <= set(sent)  # every 200 was kept, nothing invented
             with httpx.Client(base_url=base, timeout=30) as c:
                 assert http_scores(c, 3) == expected
                 assert c.get("/v1/users/3").json()["events"] == len(stored)
@@ -303,6 +313,14 @@ def test_the_default_state_file_is_beside_the_router_never_in_it(router_dir):
     from proute.cli.parser import build_parser
 
     assert build_parser().parse_args(["serve", str(router_dir)]).state is None  # no silent memory
+    with open_store("memory", router_dir, exclusive=True) as store:  # only when asked for
+        assert (
+            store.url == "memory" and store.append(make_event("add_user", user_id="a", interactions=[])) == 1
+        )
+    with open_store("memory", router_dir) as store:
+        assert list(store.events_after(0)) == []  # nothing survives
+    with pytest.raises(StoreError, match="unsupported state URL"):
+        open_store("postgresql://db/proute", router_dir)
 
 
 # ---------------------------------------------------------------------------- tools

@@ -198,7 +198,7 @@ def serve(
 
     router = load_router(router_path)  # a GNN router, or a baseline exported as one
     upstreams = None if upstreams_path is None else load_upstreams(upstreams_path, router.llms)
-    with open_store(state or default_state_url(router_path), router_path) as store:
+    with open_store(state or default_state_url(router_path), router_path, exclusive=True) as store:
         restored = restore(router, store)
         print(
             f"proute serve: state {store.url}: snapshot at seq {restored.snapshot_seq}, "

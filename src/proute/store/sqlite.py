@@ -6,6 +6,8 @@ loss. One process writes (the server); its appends are serialised by a lock. An 
 file is opened read-write, never created anew: a file that is not a SQLite database, a
 truncated one, or one that fails SQLite's ``quick_check`` is an error naming it, and
 nothing is written to it. ``path=":memory:"`` is the in-memory store (``--state memory``).
+``exclusive=True`` (``proute serve``) holds the file's lock until closed, so a second
+server (or ``proute state import``) on the same file is refused instead of diverging.
 
 Tables: ``meta`` (``schema``, ``router_id``, ``router_path``), ``events`` (``seq INTEGER
 PRIMARY KEY AUTOINCREMENT``: never reused), ``snapshots``, ``users`` (events and last time
@@ -69,13 +71,30 @@ class SQLiteStore(StateStore):
     """A :class:`~proute.store.base.StateStore` in the SQLite file ``path`` (see the module
     docstring). ``create``: make the file when it does not exist (else an error)."""
 
-    def __init__(self, path: str | Path, create: bool = True):
+    def __init__(self, path: str | Path, create: bool = True, exclusive: bool = False):
         self.path = path if path == MEMORY else Path(path)
         self.url = "memory" if path == MEMORY else f"sqlite:///{self.path}"
         self._lock = threading.Lock()
-        self._db = self._connect(create)
+        self._db = self._connect(create, exclusive)
+        if exclusive:
+            self._take(self._db)
 
-    def _connect(self, create: bool) -> sqlite3.Connection:
+    def _take(self, db: sqlite3.Connection) -> None:
+        """Hold the file's write lock until closed: the one writer (``proute serve``)."""
+        try:
+            db.execute("BEGIN EXCLUSIVE")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            db.close()
+            raise self._in_use(exc) from None
+
+    def _in_use(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(
+            f"{self.path}: the state file is in use by another process ({exc}): one server "
+            "writes a state store; stop the other, or give this one another --state"
+        )
+
+    def _connect(self, create: bool, exclusive: bool) -> sqlite3.Connection:
         if self.path == MEMORY:
             db = sqlite3.connect(MEMORY, check_same_thread=False, isolation_level=None)
             db.executescript(_SCHEMA)
@@ -93,13 +112,18 @@ class SQLiteStore(StateStore):
             db = sqlite3.connect(
                 f"file:{path}?mode={mode}", uri=True, check_same_thread=False, isolation_level=None
             )
+            db.execute("PRAGMA busy_timeout=2000")
+            if exclusive:  # before the first access: the WAL index then lives in memory
+                db.execute("PRAGMA locking_mode=EXCLUSIVE")
             if exists:
                 self._check(db)
-            db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
+            db.close()
+            if "locked" in str(exc):
+                raise self._in_use(exc) from None
             raise StoreError(
                 f"{path}: cannot open the state store ({exc}); nothing was written to it"
             ) from None

@@ -32,11 +32,11 @@ def default_state_url(router_path: str | os.PathLike) -> str:
     return SQLITE_PREFIX + str(default_state_path(router_path))
 
 
-def _store_of(url: str, create: bool) -> StateStore:
+def _store_of(url: str, create: bool, exclusive: bool) -> StateStore:
     if url == MEMORY_URL:
         return SQLiteStore(MEMORY)
     if url.startswith(SQLITE_PREFIX) and len(url) > len(SQLITE_PREFIX):
-        return SQLiteStore(Path(url[len(SQLITE_PREFIX) :]), create=create)
+        return SQLiteStore(Path(url[len(SQLITE_PREFIX) :]), create=create, exclusive=exclusive)
     scheme = url.split("://", 1)[0] if "://" in url else url
     raise StoreError(
         f"--state {url!r}: unsupported state URL (scheme {scheme!r}); expected sqlite:///PATH or "
@@ -44,11 +44,14 @@ def _store_of(url: str, create: bool) -> StateStore:
     )
 
 
-def open_store(url: str, router_path: str | os.PathLike | None = None, create: bool = True) -> StateStore:
+def open_store(
+    url: str, router_path: str | os.PathLike | None = None, create: bool = True, exclusive: bool = False
+) -> StateStore:
     """The store at ``url``, bound to the router at ``router_path`` (recorded on first use;
     a store of another router is refused, naming both). ``router_path=None``: whichever
-    router the store records (``proute state export``)."""
-    store = _store_of(url, create)
+    router the store records (``proute state export``). ``exclusive``: hold the store's
+    lock until closed (the server, the store's one writer)."""
+    store = _store_of(url, create, exclusive)
     if router_path is None:
         return store
     try:
