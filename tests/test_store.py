@@ -116,6 +116,9 @@ def test_one_writer_a_second_server_on_the_state_is_refused(router_dir, tmp_path
     url = url_of(tmp_path / "state.sqlite")
     with open_store(url, router_dir, exclusive=True) as store:
         store.append(make_event("add_user", user_id="a", interactions=[]))
+        db = store._db  # durable on power loss too: the WAL is fsynced at every commit
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         with pytest.raises(StoreError, match="in use by another process"):
             open_store(url, router_dir, exclusive=True)
     with open_store(url, router_dir, exclusive=True) as store:  # released on close
