@@ -116,12 +116,10 @@ def create_app(
     ``warmup``: load the text encoder at start-up, not at the first request.
     ``api_keys``: a keys file (``proute keys create``) or a :class:`~proute.serving.auth.KeyRing`:
     every request then needs a key (:mod:`proute.serving.auth`); ``key_rate`` (``"20/s"``)
-    and ``key_burst``: the default limit per key.
-    ``limits``: what a request may hold (:class:`proute.serving.limits.Limits`).
-    ``store``: a
-    :class:`proute.store.StateStore` that records new users and feedback before they are
-    applied (``router`` already restored from it, :func:`proute.store.restore`); None
-    records nothing.
+    and ``key_burst``: the default limit per key. ``limits``: what a request may hold
+    (:class:`proute.serving.limits.Limits`). ``store``: a :class:`proute.store.StateStore`
+    recording new users and feedback before they are applied (``router`` restored from it
+    by :func:`proute.store.restore`); None records nothing.
     """
     # FastAPI is the serve extra: imported when an app is built, so that this module (and
     # unknown_user_policy, which `proute evaluate` uses) imports without it.
@@ -145,15 +143,20 @@ def create_app(
     app = FastAPI(title="proute", version="1", lifespan=lifespan)
     app.state.service, app.state.router, app.state.policy = service, router, policy
     app.state.api_keys = ring
-    if ring is not None:  # around everything, /docs and /openapi.json included
-        from proute.serving.auth import APIKeyMiddleware
-
-        app.add_middleware(APIKeyMiddleware, ring=ring)
+    _add_key_middleware(app, ring)
     app.state.batcher = service.thread.batcher
     for module in (health, route, completions, users):
         app.include_router(module.router)
     _error_handlers(app)
     return app
+
+
+def _add_key_middleware(app, ring) -> None:
+    """With keys: every request checked, around everything (/docs, /openapi.json included)."""
+    if ring is not None:
+        from proute.serving.auth import APIKeyMiddleware
+
+        app.add_middleware(APIKeyMiddleware, ring=ring)
 
 
 def _key_ring(api_keys, rate, burst):
