@@ -366,3 +366,24 @@ def test_export_then_import_replays_to_the_same_scores(router_dir, llms, tmp_pat
         restored = restore(load_router(router_dir), store)
     assert scores(restored.router, 3) == scores(live, 3)
     assert scores(restored.router, "newbie") == scores(live, "newbie")
+
+
+def test_reading_a_user_needs_a_key_that_may_update_it(router_dir, tmp_path):
+    import contextlib
+    import io
+
+    path = tmp_path / "keys.yaml"
+
+    def create_key(*args) -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["keys", "create", *args, "--keys", str(path)]) == 0
+        return out.getvalue().strip()
+
+    bound, unbound = create_key("--role", "app", "--users", "3"), create_key("--role", "app")
+    app = create_app(load_router(router_dir), None, warmup=False, api_keys=path, key_rate="none")
+    with ServerThread(app) as s, httpx.Client(base_url=s.url, timeout=60) as c:
+        get = lambda user, key: c.get(f"/v1/users/{user}", headers={"authorization": f"Bearer {key}"})  # noqa: E731
+        assert get(3, bound).status_code == 200 and get(3, bound).json()["origin"] == "trained"
+        assert get(4, bound).status_code == 403 and get(3, unbound).status_code == 403
+        assert c.get("/v1/users/3").status_code == 401
