@@ -202,6 +202,7 @@ def sigkill_trials(router_dir, llms, tmp_path, n: int) -> None:
     for trial in range(n + 1):
         stored, expected = _expected_scores(router_dir, url)  # before the server locks it
         assert set(acked) <= set(stored) <= set(sent)  # every 200 was kept, nothing invented
+        print(f"trial {trial}: {len(sent)} sent, {len(acked)} acknowledged, {len(stored)} stored")
         port = loadtest.free_port()
         proc = _start(router_dir, url, port)
         base = f"http://127.0.0.1:{port}"
@@ -387,3 +388,20 @@ def test_reading_a_user_needs_a_key_that_may_update_it(router_dir, tmp_path):
         assert get(3, bound).status_code == 200 and get(3, bound).json()["origin"] == "trained"
         assert get(4, bound).status_code == 403 and get(3, unbound).status_code == 403
         assert c.get("/v1/users/3").status_code == 401
+
+
+def test_feedback_taken_under_the_average_policy_replays_as_it_was_applied(router_dir, llms, tmp_path):
+    url = url_of(tmp_path / "state.sqlite")
+    live = load_router(router_dir)
+    live.unknown_user = "average"  # the server ran with --unknown-user average
+    e = make_event(
+        "feedback", user_id="stranger", query="hi", llm=llms[0], outcome=0.7, unknown_user="average"
+    )
+    with open_store(url, router_dir) as store:
+        store.append(e)
+        apply(live, e)
+    with open_store(url, router_dir) as store:  # restarted with the default policy
+        restored = restore(load_router(router_dir), store)
+    assert restored.refused == 0 and "stranger" in restored.router.users
+    assert restored.router.unknown_user == "error"  # the policy is the new server's again
+    assert scores(restored.router, "stranger") == scores(live, "stranger")
