@@ -44,7 +44,7 @@ from proute.baselines.reading import (
 )
 from proute.baselines.state import StateError, from_state, to_state
 from proute.data.ids import UserIdError, user_key
-from proute.schema import UNKNOWN_USER_AVERAGE, UNKNOWN_USER_ERROR
+from proute.schema import UNKNOWN_USER_ERROR
 
 ADAPTATION = ("add_user", "feedback", "add_llm")
 _UNKNOWN = "\x00unknown user"  # no training user has this id: every baseline's fallback
@@ -296,23 +296,9 @@ class ExportedBaseline:
             [r["user_id"] for r in requests],
             [r.get("task") for r in requests],
         )
-        llms, out = self.llms, []
-        rng = np.random.default_rng() if any(r.get("explore") for r in requests) else None
-        for r, s, t in zip(requests, scores, used, strict=True):
-            finite = np.nan_to_num(s, neginf=-1e30, posinf=1e30)  # never picked, and valid JSON
-            d = {
-                "model_name": llms[int(finite.argmax())],
-                "scores": dict(zip(llms, map(float, finite), strict=True)),
-                "user_id": r["user_id"],
-                "task": t,
-                "routed_as": "user" if user_key(r["user_id"]) in self._users else UNKNOWN_USER_AVERAGE,
-            }
-            if rng is not None and r.get("explore"):
-                p = np.exp(np.clip(finite - finite.max(), -700, 0))
-                d["greedy_model_name"] = d["model_name"]
-                d["model_name"] = llms[int(rng.choice(len(llms), p=p / p.sum()))]
-            out.append(d)
-        return out
+        from proute.router.routing import decisions
+
+        return decisions(requests, scores, used, list(self.llms), self._users)
 
     def route_single(self, request: dict[str, Any]) -> dict[str, Any]:
         return self.route_batch([request])[0]

@@ -209,19 +209,30 @@ def _decide(state: RouterState, encode: Encode, requests: Sequence[dict[str, Any
         [r["user_id"] for r in requests],
         [r.get("task") for r in requests],
     )
-    llms = list(state.llms)
+    return decisions(requests, scores, tasks, list(state.llms), state.user_index)
+
+
+def decisions(
+    requests: Sequence[dict[str, Any]], scores, tasks: Sequence[Any], llms: list[str], known
+) -> list[dict[str, Any]]:
+    """One decision per request from its score row: the best LLM (an infinite score, e.g.
+    a baseline's never-observed LLM, is shown as ±1e30: never picked, and valid JSON), all
+    scores, the task used, ``routed_as`` (``"average"`` when the user's key is not in
+    ``known``); with ``"explore": true`` the LLM drawn from the softmax of the scores
+    (``greedy_model_name``: the best one)."""
     out = []
     rng = np.random.default_rng() if any(r.get("explore") for r in requests) else None
     for r, s, t in zip(requests, scores, tasks, strict=True):
+        finite = np.nan_to_num(s, neginf=-1e30, posinf=1e30)
         d = {
-            "model_name": llms[int(s.argmax())],
-            "scores": dict(zip(llms, map(float, s), strict=True)),
+            "model_name": llms[int(finite.argmax())],
+            "scores": dict(zip(llms, map(float, finite), strict=True)),
             "user_id": r["user_id"],
             "task": t,
-            "routed_as": "user" if user_key(r["user_id"]) in state.user_index else UNKNOWN_USER_AVERAGE,
+            "routed_as": "user" if user_key(r["user_id"]) in known else UNKNOWN_USER_AVERAGE,
         }
         if rng is not None and r.get("explore"):
-            p = np.exp(s - s.max())
+            p = np.exp(np.clip(finite - finite.max(), -700, 0))
             d["greedy_model_name"] = d["model_name"]
             d["model_name"] = llms[int(rng.choice(len(llms), p=p / p.sum()))]
         out.append(d)
