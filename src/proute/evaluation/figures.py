@@ -28,6 +28,13 @@ ORACLE_STYLE = ("*", "gold")
 MAX_USER_TICKS = 40  # per-user figures label each user up to this many users
 
 
+def _saved(fig, path: str | os.PathLike | None):
+    """``fig``, written to ``path`` (110 dpi) when one is given."""
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
 def method_styles(names: Sequence[str]) -> dict[str, tuple[str, str]]:
     """``{name: (marker, colour)}``, a different marker and a different colour for each of up
     to len(MARKERS) methods (and a different pair up to len(PALETTE)), in the order given;
@@ -143,9 +150,7 @@ def plot_cost_quality(
     right = 1 - LEGEND_WIDTH / width
     fig.tight_layout(rect=(0, 0, right, 1))
     fig.legend(legend.values(), legend.keys(), loc="center left", bbox_to_anchor=(right, 0.5), fontsize=8)
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return _saved(fig, path)
 
 
 def _cost_quality_panel(ax, pts: pd.DataFrame, styles: dict[str, tuple[str, str]]) -> dict[str, float]:
@@ -199,9 +204,7 @@ def plot_heatmap(frame: pd.DataFrame, title: str, path: str | os.PathLike | None
     fig.colorbar(im, ax=ax, fraction=0.04)
     ax.set_title(title)
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return _saved(fig, path)
 
 
 def plot_per_user(
@@ -223,9 +226,7 @@ def plot_per_user(
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # off the dots
     ax.set_title(title)
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return _saved(fig, path)
 
 
 LEARNING_CURVE_FILE = "learning_curve.png"
@@ -263,9 +264,7 @@ def plot_learning_curve(
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return _saved(fig, path)
 
 
 def write_learning_curve(
@@ -313,6 +312,4 @@ def plot_run_per_user(
     fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return _saved(fig, path)
