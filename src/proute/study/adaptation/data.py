@@ -24,6 +24,21 @@ from proute.evaluation.scoring import Block, Scorer, dense_block, evaluate
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class HeldOutInputs:
+    """What an experiment on held-out users or LLMs reads: ``router_dir``, the router trained
+    without them; ``data``, the evaluation data; ``held``, the held-out ids; ``pool``, the
+    data whose training rows feed their interactions; ``reference_dir``, the router trained
+    with them (None: not trained); ``seed``."""
+
+    router_dir: Path
+    data: PreparedData
+    held: list
+    pool: PreparedData
+    reference_dir: Path | None
+    seed: int
+
+
 def train_router(cfg: DictConfig, run_dir: Path) -> Path:
     """The router directory of ``cfg`` trained into ``run_dir`` by :func:`proute.train.run`;
     a finished run there with the same resolved config is reused (a rerun only evaluates)."""

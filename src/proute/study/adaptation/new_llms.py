@@ -12,32 +12,21 @@ candidate) and the oracle.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from proute.data.pipeline import PreparedData
 from proute.data.table import USER_COLUMN
-from proute.study.adaptation.data import block, router_scorer, summary
+from proute.study.adaptation.data import HeldOutInputs, block, router_scorer, summary
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class NewLLMInputs:
+class NewLLMInputs(HeldOutInputs):
     """``router_dir``: trained without the held-out LLMs; ``data``: the evaluation data (every
     LLM a candidate); ``pool``: the data with the held-out LLMs' training rows (the
     reference run's; ``data`` when there is none: description only); ``reference_dir``: the
     router trained with them (None: not trained)."""
-
-    router_dir: Path
-    data: PreparedData
-    held: list
-    pool: PreparedData
-    reference_dir: Path | None
-    seed: int
 
 
 def outcomes_of(inputs: NewLLMInputs, name: str, n: int) -> list[dict]:

@@ -13,36 +13,34 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from proute.baselines.tables import BestLLMRouter
-from proute.data.pipeline import PreparedData
 from proute.data.table import USER_COLUMN
 from proute.schema import UNKNOWN_USER_AVERAGE
-from proute.study.adaptation.data import Support, block, llms_of, router_scorer, summary, support_of
+from proute.study.adaptation.data import (
+    HeldOutInputs,
+    Support,
+    block,
+    llms_of,
+    router_scorer,
+    summary,
+    support_of,
+)
 
 log = logging.getLogger(__name__)
 
 Setting = tuple[str, float]  # (new_user_method, its value: mixture sharpness or prior strength)
 
 
-@dataclass
-class NewUserInputs:
+class NewUserInputs(HeldOutInputs):
     """``router_dir``: trained without the held-out users; ``data``: the evaluation data (their
     support, val and test rows); ``pool``: the data whose training rows feed the feedback
     events (the reference run's, where the users have all their training queries);
     ``reference_dir``: the router trained with them (None: not trained)."""
-
-    router_dir: Path
-    data: PreparedData
-    held: list
-    pool: PreparedData
-    reference_dir: Path | None
-    seed: int
 
 
 def load_placed(router_dir: Path, setting: Setting, support: Mapping[Any, Sequence[Support]], k: int):
